@@ -13,7 +13,7 @@ OPTFLAGS = -O3 -march=x86-64-v2 -g
 endif
 
 CC ?= gcc
-CFLAGS = $(OPTFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Isrc
+CFLAGS = $(OPTFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -fopenmp -Isrc
 LDFLAGS = $(OPTFLAGS) -fopenmp
 LIBS = -ljpeg -lpng -lwebp -lcjson -lm -lpthread
 
