@@ -695,7 +695,21 @@ int llava_st_write(const char *path, const llava_st_entry *entries, int n, const
         sb_str(&h, "}");
         first = 0;
     }
+    /* Data layout: larger elements first (stable), so with the 8-byte aligned data section every
+     * tensor starts at a multiple of its element size, as Python safetensors arranges it. The
+     * header lists the tensors in the caller's order. */
+    int *order = xcalloc((size_t)n + 1, sizeof *order);
+    uint64_t *offs = xcalloc((size_t)n + 1, sizeof *offs);
+    int k = 0;
+    for (size_t es = 8; es >= 1; es /= 2)
+        for (int i = 0; i < n; i++)
+            if (dt_sizes[entries[i].dtype] == es) order[k++] = i;
+    CHECK(k == n);
     uint64_t off = 0;
+    for (int j = 0; j < n; j++) {
+        offs[order[j]] = off;
+        off += sizes[order[j]];
+    }
     for (int i = 0; i < n; i++) {
         const llava_st_entry *e = &entries[i];
         if (!first) sb_str(&h, ",");
@@ -705,9 +719,8 @@ int llava_st_write(const char *path, const llava_st_entry *entries, int n, const
         sb_str(&h, dt_names[e->dtype]);
         sb_str(&h, "\",\"shape\":[");
         for (int d = 0; d < e->ndim; d++) sb_fmt(&h, d ? ",%lld" : "%lld", (long long)e->shape[d]);
-        sb_fmt(&h, "],\"data_offsets\":[%lld,", (long long)off);
-        off += sizes[i];
-        sb_fmt(&h, "%lld]}", (long long)off);
+        sb_fmt(&h, "],\"data_offsets\":[%lld,", (long long)offs[i]);
+        sb_fmt(&h, "%lld]}", (long long)(offs[i] + sizes[i]));
     }
     sb_str(&h, "}");
     while (h.n % 8) sb_put(&h, " ", 1);
@@ -724,7 +737,7 @@ int llava_st_write(const char *path, const llava_st_entry *entries, int n, const
         for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
         rc = write_all(f, len8, 8);
         if (rc == 0) rc = write_all(f, h.p, h.n);
-        for (int i = 0; i < n && rc == 0; i++) rc = write_all(f, entries[i].data, sizes[i]);
+        for (int j = 0; j < n && rc == 0; j++) rc = write_all(f, entries[order[j]].data, sizes[order[j]]);
         if (fflush(f) != 0) rc = -1;
         if (rc == 0 && fsync(fileno(f)) != 0) rc = -1;
         int saved = errno;
@@ -738,6 +751,8 @@ int llava_st_write(const char *path, const llava_st_entry *entries, int n, const
         if (rc) unlink(tmp);
     }
     free(tmp);
+    free(order);
+    free(offs);
     free(h.p);
     free(sizes);
     return rc;

@@ -124,9 +124,10 @@ typedef struct {
     const void *data;  /* numel * llava_dtype_size(dtype) bytes; may be NULL when that is 0 */
 } llava_st_entry;
 
-/* Writes a safetensors file readable by Python safetensors: tensors laid out in the given order,
+/* Writes a safetensors file readable by Python safetensors: header entries in the given order,
  * header padded with spaces to a multiple of 8 bytes (so the data section is 8-byte aligned, as
- * the Python library does), and an optional "__metadata__" from meta_kv = {k0, v0, k1, v1, ...}
+ * the Python library does), data laid out largest element size first (stable), so every tensor's
+ * data is aligned to its element size when mapped, and an optional "__metadata__" from meta_kv = {k0, v0, k1, v1, ...}
  * (n_meta pairs; meta_kv may be NULL when n_meta is 0). Writes path.tmp, then renames it to path,
  * so a reader never sees a half-written file. Errors: empty or duplicate names, the reserved name
  * "__metadata__", a bad dtype/ndim/negative dim, NULL data for a non-empty tensor, and I/O
