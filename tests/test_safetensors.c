@@ -9,6 +9,8 @@
  *    truncation and many single-byte corruptions of a valid file (no crash, no out-of-bounds read
  *    under ASan).
  * 4. llava_st_write -> llava_st_open round trip, and the writer's own errors.
+ * 5. The real Hugging Face checkpoints of tests/fixtures/tiny-{a,b} (one file, two shards) open and
+ *    every float tensor converts (skipped when those fixtures are absent).
  */
 #include <stdint.h>
 #include <sys/stat.h>
@@ -667,6 +669,35 @@ static void test_write(void) {
            "unwritable path: %s", err.msg);
 }
 
+static void test_hf_checkpoints(void) {
+    const char *dirs[] = {"tests/fixtures/tiny-a", "tests/fixtures/tiny-b"};
+    for (int d = 0; d < 2; d++) {
+        if (access(dirs[d], F_OK) != 0) {
+            printf("SKIP %s absent\n", dirs[d]);
+            continue;
+        }
+        llava_err err = {{0}};
+        llava_safetensors *st = NULL;
+        int rc = llava_st_open_dir(&st, dirs[d], &err);
+        EXPECT(rc == 0 && llava_st_count(st) > 0, "%s: %s", dirs[d], err.msg);
+        if (rc) continue;
+        int nconv = 0;
+        for (int i = 0; i < llava_st_count(st); i++) {
+            const llava_tensor *t = llava_st_at(st, i);
+            if (t->dtype != LLAVA_DT_BF16 && t->dtype != LLAVA_DT_F32 && t->dtype != LLAVA_DT_F16) continue;
+            float *f = xmalloc((size_t)(t->numel ? t->numel : 1) * sizeof *f);
+            rc = llava_tensor_to_f32(f, t, &err);
+            int finite = 1;
+            for (int64_t k = 0; rc == 0 && k < t->numel; k++) finite &= isfinite(f[k]) != 0;
+            EXPECT(rc == 0 && finite, "%s: %s converts to finite floats: %s", dirs[d], t->name, err.msg);
+            nconv++;
+            free(f);
+        }
+        EXPECT(nconv > 0, "%s: no float tensors", dirs[d]);
+        llava_st_close(st);
+    }
+}
+
 static int rm_tree(const char *path) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
@@ -685,6 +716,7 @@ int main(void) {
     test_corruption();
     test_dirs();
     test_write();
+    test_hf_checkpoints();
     if (!getenv("LLAVA_KEEP_TMP")) rm_tree(tmpdir);
     else printf("INFO kept %s\n", tmpdir);
     TEST_END();
