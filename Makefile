@@ -15,7 +15,7 @@ endif
 CC ?= gcc
 CFLAGS = $(OPTFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -fopenmp -Isrc
 LDFLAGS = $(OPTFLAGS) -fopenmp
-LIBS = -ljpeg -lpng -lwebp -lcjson -lm -lpthread
+LIBS = -ljpeg -lpng -lwebp -lcjson -lz -lm -lpthread
 
 # --- probe: OpenBLAS -------------------------------------------------------------------------
 ifneq ($(NO_BLAS),1)
@@ -55,7 +55,7 @@ CLI_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(CLI_SRC))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
-.PHONY: all test test-asan clean
+.PHONY: all test test-asan check demo clean
 all: $(BUILD)/llava
 
 $(BUILD)/libllava.a: $(LIB_OBJ)
@@ -83,6 +83,15 @@ test: $(BUILD)/llava $(TEST_BIN)
 
 test-asan:
 	$(MAKE) SAN=1 test
+
+# The README's test command: every test optimized and under ASan+UBSan, one summary line.
+check:
+	$(MAKE) BUILD=build build/llava $(patsubst tests/%.c,build/tests/%,$(TEST_SRC))
+	$(MAKE) SAN=1 BUILD=build-asan build-asan/llava $(patsubst tests/%.c,build-asan/tests/%,$(TEST_SRC))
+	@bash tests/run_tests.sh build build-asan
+
+demo:
+	bash scripts/demo.sh
 
 clean:
 	rm -rf build build-asan
