@@ -139,7 +139,8 @@ def randomize(model, seed):
             p.copy_(p.to(torch.bfloat16).to(torch.float32))
 
 
-LEGACY = [("model.language_model.", "language_model.model."), ("model.vision_tower.", "vision_tower."),
+# published llava-hf names (transformers v5 keeps the CLIP tower as model.vision_tower.<...> in memory)
+LEGACY = [("model.language_model.", "language_model.model."), ("model.vision_tower.", "vision_tower.vision_model."),
           ("model.multi_modal_projector.", "multi_modal_projector."), ("model.image_newline", "image_newline"),
           ("lm_head.", "language_model.lm_head.")]
 

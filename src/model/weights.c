@@ -7,12 +7,15 @@
 
 #include "util/mem.h"
 
-static const char *const ALIASES[][2] = {
-    {"model.language_model.", "language_model.model."},
-    {"model.vision_tower.", "vision_tower."},
-    {"model.multi_modal_projector.", "multi_modal_projector."},
-    {"model.image_newline", "image_newline"},
-    {"lm_head.", "language_model.lm_head."},
+/* Each row: the canonical prefix, then the other prefixes the same tensors carry on disk.
+ * Vision: published llava-hf shards say "vision_tower.vision_model.", transformers v5 saves
+ * "vision_tower." (its CLIP tower has no vision_model level). */
+static const char *const ALIASES[][4] = {
+    {"model.vision_tower.vision_model.", "vision_tower.vision_model.", "model.vision_tower.", "vision_tower."},
+    {"model.language_model.", "language_model.model.", NULL, NULL},
+    {"model.multi_modal_projector.", "multi_modal_projector.", NULL, NULL},
+    {"model.image_newline", "image_newline", NULL, NULL},
+    {"lm_head.", "language_model.lm_head.", NULL, NULL},
 };
 
 const llava_tensor *llava_weight_find(const llava_safetensors *st, const char *name) {
@@ -21,9 +24,12 @@ const llava_tensor *llava_weight_find(const llava_safetensors *st, const char *n
     for (size_t i = 0; i < sizeof ALIASES / sizeof ALIASES[0]; i++) {
         size_t n = strlen(ALIASES[i][0]);
         if (strncmp(name, ALIASES[i][0], n)) continue;
-        char alt[512];
-        snprintf(alt, sizeof alt, "%s%s", ALIASES[i][1], name + n);
-        return llava_st_find(st, alt);
+        for (int a = 1; a < 4 && ALIASES[i][a]; a++) {
+            char alt[512];
+            snprintf(alt, sizeof alt, "%s%s", ALIASES[i][a], name + n);
+            if ((t = llava_st_find(st, alt))) return t;
+        }
+        return NULL;
     }
     return NULL;
 }

@@ -2,6 +2,7 @@
  *
  * Names are written in the current transformers form ("model.language_model.layers.0...").
  * Published llava-hf checkpoints use the legacy form ("language_model.model.layers.0...",
+ * "vision_tower.vision_model.*"; transformers v5 saves "vision_tower.*"),
  * "vision_tower.*", "multi_modal_projector.*", "image_newline", "language_model.lm_head.*");
  * llava_weight_find tries both, as transformers' checkpoint conversion mapping does.
  */
