@@ -1,0 +1,46 @@
+/* classify.h — label scoring: the probability of each of the user's labels for an image.
+ *
+ * For label L the candidate continuation is tokenize(prompt + " " + answer(L)) after the prompt's
+ * own tokens, then EOS — what the chat template renders for the assistant turn the model was
+ * fine-tuned on. score(L) = Σ log p(continuation tokens | prompt, image); probabilities = softmax of
+ * the scores over the labels. One prefill of the prompt, then every label's continuation in one
+ * forward over a token trie (shared prefixes such as "this is a photo of" are computed once).
+ * The classifier is read-only after creation; llava_classify may run on several threads at once.
+ */
+#ifndef LLAVA_CLASSIFY_H
+#define LLAVA_CLASSIFY_H
+
+#include "image/image.h"
+#include "model/llava.h"
+
+#define LLAVA_DEFAULT_QUESTION                                                                              \
+    "Fill in the blank: this is a photo of a {}, you should select the appropriate categories from the " \
+    "provided labels: [{labels}]"
+#define LLAVA_DEFAULT_ANSWER "this is a photo of {label}."
+
+typedef struct llava_classifier llava_classifier;
+
+/* question: "{labels}" is replaced by the labels joined by ","; answer: "{label}" by each label.
+ * NULL selects the defaults above. Errors: empty label set, empty or duplicate labels, an answer
+ * template without {label}, a model without chat template, a continuation that does not start at
+ * a token boundary. */
+int llava_classifier_new(llava_classifier **out, const llava_model *m, const char *const *labels, int n_labels,
+                         const char *question, const char *answer, llava_err *err);
+void llava_classifier_free(llava_classifier *c);
+
+int llava_classifier_n_labels(const llava_classifier *c);
+const char *llava_classifier_label(const llava_classifier *c, int i);
+const char *llava_classifier_prompt(const llava_classifier *c);            /* the rendered prompt text */
+/* continuation token ids of label i (EOS included) */
+const int *llava_classifier_continuation(const llava_classifier *c, int i, int *n);
+int llava_classifier_trie_size(const llava_classifier *c);
+
+/* probs[n_labels] (softmax) and, if not NULL, scores[n_labels] (summed log-probabilities) for a
+ * decoded image. */
+int llava_classify(double *probs, double *scores, const llava_classifier *c, const llava_image *img, llava_err *err);
+
+/* The same for an already preprocessed image (pixels from llava_preprocess of an H x W image). */
+int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,
+                          int H, int W, llava_err *err);
+
+#endif
