@@ -97,7 +97,9 @@ static int load_text(llava_text_config *t, const cJSON *o, const char *what, lla
         return llava_errf(err, "%s: text_config.head_dim must be a positive even number (got %d)", what, t->head_dim);
     if (t->heads % t->kv_heads)
         return llava_errf(err, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", what, t->heads, t->kv_heads);
-    GETI(o, "sliding_window", mistral ? 4096 : 0, t->sliding_window);
+    /* explicit null (the published config) means no window; absent means MistralConfig's 4096 */
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(o, "sliding_window");
+    GETI(o, "sliding_window", sw ? 0 : (mistral ? 4096 : 0), t->sliding_window);
     if (t->sliding_window < 0) t->sliding_window = 0;
     double eps;
     GETF(o, "rms_norm_eps", 1e-6, eps);
