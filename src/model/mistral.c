@@ -76,13 +76,16 @@ void mistral_embed(float *out, const mistral_model *m, const int *ids, int n) {
     for (int i = 0; i < n; i++) memcpy(out + (size_t)i * H, m->embed + (size_t)ids[i] * H, sizeof(float) * H);
 }
 
-int mistral_forward(float *logits, const mistral_model *m, mistral_cache *cache, float *x, int n, int all_logits,
-                    llava_err *err) {
+/* The decoder layers over n tokens whose K/V go to cache rows slot0.. and whose positions are
+ * pos[i]; parent == NULL: causal over rows [0, slot0 + i]; else the tree rule of
+ * mistral_forward_tree. Leaves the final hidden states in x. */
+static int decoder_layers(const mistral_model *m, mistral_cache *cache, float *x, int n, int slot0, const int *pos,
+                          const int *parent, llava_err *err) {
     const llava_text_config *c = &m->cfg;
     const int H = c->hidden, I = c->intermediate, hd = c->head_dim;
-    const int QD = c->heads * hd, KD = c->kv_heads * hd, pos0 = cache->len;
-    if (pos0 + n > cache->max_tokens)
-        return llava_errf(err, "sequence of %d tokens exceeds the reserved context of %d", pos0 + n, cache->max_tokens);
+    const int QD = c->heads * hd, KD = c->kv_heads * hd;
+    if (slot0 + n > cache->max_tokens)
+        return llava_errf(err, "sequence of %d tokens exceeds the reserved context of %d", slot0 + n, cache->max_tokens);
     size_t big = (size_t)n * (size_t)(I > QD ? I : QD);
     float *h = llava_try_malloc(sizeof(float) * (size_t)n * H, "decoder activations", err);
     float *q = llava_try_malloc(sizeof(float) * (size_t)n * QD, "decoder q", err);
@@ -97,13 +100,17 @@ int mistral_forward(float *logits, const mistral_model *m, mistral_cache *cache,
     for (int l = 0; l < c->layers; l++) {
         const mistral_layer *y = &m->layers[l];
         float *kc = cache->k + (size_t)l * cache->max_tokens * KD, *vc = cache->v + (size_t)l * cache->max_tokens * KD;
+        float *kn = kc + (size_t)slot0 * KD, *vn = vc + (size_t)slot0 * KD;
         cpu_rmsnorm(h, x, y->attn_norm, n, H, c->eps);
         cpu_linear(q, h, y->wq, NULL, n, H, QD);
-        cpu_linear(kc + (size_t)pos0 * KD, h, y->wk, NULL, n, H, KD);
-        cpu_linear(vc + (size_t)pos0 * KD, h, y->wv, NULL, n, H, KD);
-        cpu_rope(q, n, c->heads, hd, pos0, c->rope_theta);
-        cpu_rope(kc + (size_t)pos0 * KD, n, c->kv_heads, hd, pos0, c->rope_theta);
-        cpu_attention(att, q, kc, vc, n, pos0 + n, c->heads, c->kv_heads, hd, KD, 1, pos0, c->sliding_window, scale);
+        cpu_linear(kn, h, y->wk, NULL, n, H, KD);
+        cpu_linear(vn, h, y->wv, NULL, n, H, KD);
+        cpu_rope(q, n, c->heads, hd, slot0, pos, c->rope_theta);
+        cpu_rope(kn, n, c->kv_heads, hd, slot0, pos, c->rope_theta);
+        if (parent)
+            cpu_attention_tree(att, q, kc, vc, n, slot0, parent, c->heads, c->kv_heads, hd, KD, scale);
+        else
+            cpu_attention(att, q, kc, vc, n, slot0 + n, c->heads, c->kv_heads, hd, KD, 1, slot0, c->sliding_window, scale);
         cpu_linear(h, att, y->wo, NULL, n, QD, H);
         for (size_t i = 0; i < (size_t)n * H; i++) x[i] += h[i];
         cpu_rmsnorm(h, x, y->mlp_norm, n, H, c->eps);
@@ -113,14 +120,38 @@ int mistral_forward(float *logits, const mistral_model *m, mistral_cache *cache,
         cpu_linear(h, g, y->w_down, NULL, n, I, H);
         for (size_t i = 0; i < (size_t)n * H; i++) x[i] += h[i];
     }
-    cache->len = pos0 + n;
-    if (all_logits) {
-        cpu_rmsnorm(h, x, m->norm, n, H, c->eps);
-        cpu_linear(logits, h, m->lm_head, NULL, n, H, c->vocab);
-    } else {
-        cpu_rmsnorm(h, x + (size_t)(n - 1) * H, m->norm, 1, H, c->eps);
-        cpu_linear(logits, h, m->lm_head, NULL, 1, H, c->vocab);
-    }
     free(h), free(q), free(att), free(g), free(u);
     return 0;
+}
+
+/* logits (rows, V) of the final norm + LM head over rows of x (rows, H) */
+static int lm_head(float *logits, const mistral_model *m, const float *x, int rows, llava_err *err) {
+    const int H = m->cfg.hidden;
+    float *h = llava_try_malloc(sizeof(float) * (size_t)rows * H, "final norm", err);
+    if (!h) return -1;
+    cpu_rmsnorm(h, x, m->norm, rows, H, m->cfg.eps);
+    cpu_linear(logits, h, m->lm_head, NULL, rows, H, m->cfg.vocab);
+    free(h);
+    return 0;
+}
+
+int mistral_forward(float *logits, const mistral_model *m, mistral_cache *cache, float *x, int n, int all_logits,
+                    llava_err *err) {
+    if (decoder_layers(m, cache, x, n, cache->len, NULL, NULL, err)) return -1;
+    cache->len += n;
+    if (all_logits) return lm_head(logits, m, x, n, err);
+    return lm_head(logits, m, x + (size_t)(n - 1) * m->cfg.hidden, 1, err);
+}
+
+int mistral_forward_tree(float *logits, const mistral_model *m, mistral_cache *cache, float *x, int n,
+                         const int *parent, llava_err *err) {
+    int *pos = xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        CHECK(parent[i] < i);
+        pos[i] = parent[i] < 0 ? cache->len : pos[parent[i]] + 1;
+    }
+    int rc = decoder_layers(m, cache, x, n, cache->len, pos, parent, err);
+    free(pos);
+    if (rc) return -1;
+    return lm_head(logits, m, x, n, err);
 }

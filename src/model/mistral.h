@@ -48,4 +48,11 @@ void mistral_embed(float *out, const mistral_model *m, const int *ids, int n);
 int mistral_forward(float *logits, const mistral_model *m, mistral_cache *cache, float *x, int n, int all_logits,
                     llava_err *err);
 
+/* Label scoring: a token tree after the cached prompt. Token i has parent[i] (-1 = follows the last
+ * cached token, else an index < i), sits at position cache->len + depth(i) - 1 and attends to the
+ * whole cache plus its ancestors and itself. logits (n, V) for every tree token. The cache length
+ * is unchanged afterwards (the tree's K/V are scratch rows past it); needs len + n <= max_tokens. */
+int mistral_forward_tree(float *logits, const mistral_model *m, mistral_cache *cache, float *x, int n,
+                         const int *parent, llava_err *err);
+
 #endif

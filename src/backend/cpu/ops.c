@@ -94,7 +94,7 @@ void cpu_silu_mul(float *gate, const float *up, size_t n) {
     for (size_t i = 0; i < n; i++) gate[i] = (float)(gate[i] / (1.0 + exp(-(double)gate[i]))) * up[i];
 }
 
-void cpu_rope(float *x, int n, int n_heads, int head_dim, int pos0, double theta) {
+void cpu_rope(float *x, int n, int n_heads, int head_dim, int pos0, const int *pos, double theta) {
     int half = head_dim / 2;
     float *inv = malloc(sizeof(float) * (size_t)half);
     for (int i = 0; i < half; i++) {
@@ -103,9 +103,9 @@ void cpu_rope(float *x, int n, int n_heads, int head_dim, int pos0, double theta
     }
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < n; t++) {
-        float pos = (float)(pos0 + t);
+        float p = (float)(pos ? pos[t] : pos0 + t);
         for (int i = 0; i < half; i++) {
-            float ang = pos * inv[i];
+            float ang = p * inv[i];
             float c = (float)cos((double)ang), s = (float)sin((double)ang);
             for (int h = 0; h < n_heads; h++) {
                 float *p = x + ((size_t)t * n_heads + h) * head_dim;
@@ -158,6 +158,60 @@ void cpu_attention(float *out, const float *q, const float *k, const float *v, i
                 for (int t = 0; t < hd; t++) oi[t] = (float)(sum > 0 ? acc[t] / sum : 0.0);
             }
         free(s);
+        free(acc);
+    }
+}
+
+void cpu_attention_tree(float *out, const float *q, const float *k, const float *v, int n_q, int n_prefix,
+                        const int *parent, int n_heads, int n_kv_heads, int hd, int kv_stride, float scale) {
+    int group = n_heads / n_kv_heads;
+    int n_keys = n_prefix + n_q;
+#pragma omp parallel
+    {
+        float *s = malloc(sizeof(float) * (size_t)n_keys);
+        int *keys = malloc(sizeof(int) * (size_t)n_keys);
+        double *acc = malloc(sizeof(double) * (size_t)hd);
+#pragma omp for collapse(2) schedule(dynamic, 4)
+        for (int h = 0; h < n_heads; h++)
+            for (int i = 0; i < n_q; i++) {
+                int nk = 0;
+                for (int j = 0; j < n_prefix; j++) keys[nk++] = j;
+                int first_tree = nk;
+                for (int a = i; a >= 0; a = parent[a]) keys[nk++] = n_prefix + a;
+                /* ancestors were collected leaf-first; order does not change the result but keep
+                 * the natural (position) order for reproducible sums */
+                for (int x = first_tree, y = nk - 1; x < y; x++, y--) {
+                    int t = keys[x];
+                    keys[x] = keys[y];
+                    keys[y] = t;
+                }
+                const float *qi = q + ((size_t)i * n_heads + h) * hd;
+                int kvh = h / group;
+                float mx = -FLT_MAX;
+                for (int e = 0; e < nk; e++) {
+                    const float *kj = k + (size_t)keys[e] * kv_stride + (size_t)kvh * hd;
+                    float d = 0;
+                    for (int t = 0; t < hd; t++) d += qi[t] * kj[t];
+                    d *= scale;
+                    s[e] = d;
+                    if (d > mx) mx = d;
+                }
+                double sum = 0;
+                for (int e = 0; e < nk; e++) {
+                    float ex = expf(s[e] - mx);
+                    s[e] = ex;
+                    sum += ex;
+                }
+                for (int t = 0; t < hd; t++) acc[t] = 0;
+                for (int e = 0; e < nk; e++) {
+                    const float *vj = v + (size_t)keys[e] * kv_stride + (size_t)kvh * hd;
+                    for (int t = 0; t < hd; t++) acc[t] += (double)s[e] * vj[t];
+                }
+                float *oi = out + ((size_t)i * n_heads + h) * hd;
+                for (int t = 0; t < hd; t++) oi[t] = (float)(acc[t] / sum);
+            }
+        free(s);
+        free(keys);
         free(acc);
     }
 }

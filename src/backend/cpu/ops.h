@@ -30,9 +30,9 @@ void cpu_quick_gelu(float *x, size_t n);
 void cpu_silu_mul(float *gate, const float *up, size_t n);
 
 /* Rotary embedding, half-split pairs (j, j + head_dim/2) as HF rotate_half, in place on
- * x (n, n_heads*head_dim); token i sits at position pos0 + i. Angles are computed in float32
- * the way transformers does (inv_freq in float32, position × inv_freq rounded to float32). */
-void cpu_rope(float *x, int n, int n_heads, int head_dim, int pos0, double theta);
+ * x (n, n_heads*head_dim); token i sits at position pos ? pos[i] : pos0 + i. Angles are computed
+ * in float32 the way transformers does (inv_freq in float32, position × inv_freq rounded to float32). */
+void cpu_rope(float *x, int n, int n_heads, int head_dim, int pos0, const int *pos, double theta);
 
 /* Scaled dot-product attention for one sequence.
  * q (n_q, n_heads*hd); k, v (n_kv, n_kv_heads*hd) with row stride kv_stride floats;
@@ -41,6 +41,12 @@ void cpu_rope(float *x, int n, int n_heads, int head_dim, int pos0, double theta
  * keys with (q_pos0 + i) - j >= window. Softmax in fp32 with the max subtracted. */
 void cpu_attention(float *out, const float *q, const float *k, const float *v, int n_q, int n_kv, int n_heads,
                    int n_kv_heads, int hd, int kv_stride, int causal, int q_pos0, int window, float scale);
+
+/* Attention of a token tree after a cached prefix (label scoring): query i sees the n_prefix cached
+ * keys and the tree keys of its ancestors and itself; tree key a lives at row n_prefix + a of k/v.
+ * parent[i] is -1 (child of the prefix) or an index < i. */
+void cpu_attention_tree(float *out, const float *q, const float *k, const float *v, int n_q, int n_prefix,
+                        const int *parent, int n_heads, int n_kv_heads, int hd, int kv_stride, float scale);
 
 /* out[i] = log_softmax(x)[i] over n values (computed in double). */
 void cpu_log_softmax(double *out, const float *x, int n);
