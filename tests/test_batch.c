@@ -471,6 +471,12 @@ static void test_shards(void) {
     EXPECT(resolve(&s, NULL, 4, slurm_nocount, &e) == 0 && s.index == 2 && s.count == 4, "slurm + --shards");
     const char *slurm_bad[] = {"SLURM_ARRAY_TASK_ID", "9", "SLURM_ARRAY_TASK_COUNT", "4", NULL};
     EXPECT(resolve(&s, NULL, 0, slurm_bad, &e) == -1, "slurm id beyond the count (sparse array)");
+    /* re-running failed tasks: sbatch --array=3,7 of a 16-shard job */
+    const char *slurm_rerun[] = {"SLURM_ARRAY_TASK_ID", "7", "SLURM_ARRAY_TASK_COUNT", "2", "SLURM_ARRAY_TASK_MIN", "3",
+                                 NULL};
+    EXPECT(resolve(&s, NULL, 16, slurm_rerun, &e) == 0 && s.index == 7 && s.count == 16, "--shards: task id is the index");
+    EXPECT(resolve(&s, NULL, 0, slurm_rerun, &e) == -1 && has(e.msg, "--shards"), "sparse without --shards: %s", e.msg);
+    EXPECT(resolve(&s, NULL, 7, slurm_rerun, &e) == -1, "task id >= --shards");
     const char *k8s[] = {"JOB_COMPLETION_INDEX", "2", NULL};
     EXPECT(resolve(&s, NULL, 3, k8s, &e) == 0 && s.index == 2 && s.count == 3, "k8s");
     EXPECT(resolve(&s, NULL, 0, k8s, &e) == -1 && has(e.msg, "--shards"), "k8s needs --shards");

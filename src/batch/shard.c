@@ -53,29 +53,31 @@ int llava_shard_resolve(llava_shard *s, const char *spec, int shards, const char
     const char *v;
     long idx, n;
     if ((v = getenv_fn("SLURM_ARRAY_TASK_ID")) && *v) {
-        long lo = 0, step = 1;
-        const char *vc = getenv_fn("SLURM_ARRAY_TASK_COUNT"), *vmin = getenv_fn("SLURM_ARRAY_TASK_MIN"),
-                   *vstep = getenv_fn("SLURM_ARRAY_TASK_STEP");
         if (parse_int(v, &idx)) return llava_errf(err, "SLURM_ARRAY_TASK_ID=%s is not a number", v);
-        if (vmin && *vmin && parse_int(vmin, &lo)) return llava_errf(err, "SLURM_ARRAY_TASK_MIN=%s is not a number", vmin);
-        if (vstep && *vstep && (parse_int(vstep, &step) || step < 1))
-            return llava_errf(err, "SLURM_ARRAY_TASK_STEP=%s is not a positive number", vstep);
-        if (vc && *vc) {
-            if (parse_int(vc, &n) || n < 1) return llava_errf(err, "SLURM_ARRAY_TASK_COUNT=%s is not a count", vc);
-            if (shards && shards != n)
-                return llava_errf(err, "--shards %d disagrees with SLURM_ARRAY_TASK_COUNT=%ld", shards, n);
-        } else if (shards) {
+        if (shards) {
+            /* N fixed by the user: the task id is the shard index (re-running --array=3,7 works) */
+            if (idx >= shards)
+                return llava_errf(err, "SLURM_ARRAY_TASK_ID=%ld is not below --shards %d (use --array=0-%d)", idx,
+                                  shards, shards - 1);
             n = shards;
         } else {
-            return llava_errf(err, "SLURM_ARRAY_TASK_ID is set but not SLURM_ARRAY_TASK_COUNT: pass --shards N "
-                              "(or --shard i/N; --shard 0/1 to ignore the array)");
+            long lo = 0, step = 1;
+            const char *vc = getenv_fn("SLURM_ARRAY_TASK_COUNT"), *vmin = getenv_fn("SLURM_ARRAY_TASK_MIN"),
+                       *vstep = getenv_fn("SLURM_ARRAY_TASK_STEP");
+            if (!vc || !*vc)
+                return llava_errf(err, "SLURM_ARRAY_TASK_ID is set but not SLURM_ARRAY_TASK_COUNT: pass --shards N "
+                                  "(or --shard i/N; --shard 0/1 to ignore the array)");
+            if (parse_int(vc, &n) || n < 1) return llava_errf(err, "SLURM_ARRAY_TASK_COUNT=%s is not a count", vc);
+            if (vmin && *vmin && parse_int(vmin, &lo))
+                return llava_errf(err, "SLURM_ARRAY_TASK_MIN=%s is not a number", vmin);
+            if (vstep && *vstep && (parse_int(vstep, &step) || step < 1))
+                return llava_errf(err, "SLURM_ARRAY_TASK_STEP=%s is not a positive number", vstep);
+            if (idx < lo || (idx - lo) % step || (idx - lo) / step >= n)
+                return llava_errf(err, "SLURM_ARRAY_TASK_ID=%ld does not number a contiguous array of %ld tasks "
+                                  "(min %ld, step %ld): pass --shards N to use the task id as the shard index",
+                                  idx, n, lo, step);
+            idx = (idx - lo) / step;
         }
-        if (idx < lo || (idx - lo) % step)
-            return llava_errf(err, "SLURM_ARRAY_TASK_ID=%ld does not fit the array (min %ld, step %ld)", idx, lo, step);
-        idx = (idx - lo) / step;
-        if (idx >= n)
-            return llava_errf(err, "SLURM_ARRAY_TASK_ID gives shard %ld, outside 0..%ld (use a contiguous --array=0-%ld "
-                              "or pass --shard i/N)", idx, n - 1, n - 1);
         s->index = (int)idx;
         s->count = (int)n;
         snprintf(s->source, sizeof s->source, "SLURM_ARRAY_TASK_ID");

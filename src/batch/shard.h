@@ -8,8 +8,10 @@
  *
  * Index source, first match wins:
  *   1. --shard i/N                                   (0 <= i < N)
- *   2. SLURM_ARRAY_TASK_ID, with N = SLURM_ARRAY_TASK_COUNT (or --shards N); the index is
- *      (TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP, so --array=1-16 works too
+ *   2. SLURM_ARRAY_TASK_ID: with --shards N the task id is the index (so re-running a few
+ *      failed tasks with --array=3,7 keeps their shards); without it N = SLURM_ARRAY_TASK_COUNT
+ *      and the index is (TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP (--array=1-16
+ *      works too)
  *   3. JOB_COMPLETION_INDEX (Kubernetes Indexed Job) with --shards N (= the Job's completions)
  *   4. AWS_BATCH_JOB_ARRAY_INDEX with --shards N (= the array size)
  *   5. none: one shard (0/1), the output name unchanged.
