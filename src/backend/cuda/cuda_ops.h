@@ -1,0 +1,102 @@
+/* cuda_ops.h — the CUDA backend's C interface: device context, memory, and the ops the model
+ * blocks need, each the GPU twin of a cpu_* op in backend/cpu/ops.h (same argument order).
+ *
+ * Storage: activations and weights are bf16 (uint16_t bit patterns, `bf16` below); accumulation,
+ * norms and softmax run in fp32; logits are fp32. All pointers passed to ops are device pointers
+ * unless the name says host. Every op is asynchronous on the context's stream; every launch is
+ * checked (a launch failure is a bug: it aborts with file:line). Fallible calls (allocation, device
+ * setup) return 0 / -1 with a message.
+ * Compiled only when nvcc is found (LLAVA_CUDA defined); callers guard with #ifdef LLAVA_CUDA.
+ */
+#ifndef LLAVA_CUDA_OPS_H
+#define LLAVA_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint16_t bf16;
+typedef struct cuda_ctx cuda_ctx;
+
+/* Number of usable CUDA devices (0 when there is no driver or device); name of device 0 if any. */
+int cuda_device_count(char *name, size_t name_len);
+int cuda_ctx_new(cuda_ctx **out, int device, llava_err *err);
+void cuda_ctx_free(cuda_ctx *c);
+void cuda_sync(cuda_ctx *c);
+/* free / total device memory in bytes */
+void cuda_mem_info(size_t *free_b, size_t *total_b);
+
+void *cuda_malloc(size_t bytes, const char *what, llava_err *err); /* NULL + message on failure */
+void cuda_free(void *p);
+void cuda_upload(cuda_ctx *c, void *dst, const void *host_src, size_t bytes);
+void cuda_download(cuda_ctx *c, void *host_dst, const void *src, size_t bytes); /* synchronizes */
+void cuda_memset(cuda_ctx *c, void *dst, int byte, size_t bytes);
+void cuda_copy(cuda_ctx *c, void *dst, const void *src, size_t bytes); /* device to device */
+
+/* host float32 → device bf16 (round to nearest even), n values; uses a staging buffer */
+int cuda_upload_f32_as_bf16(cuda_ctx *c, bf16 *dst, const float *host_src, size_t n, llava_err *err);
+/* device bf16 → host float32 */
+void cuda_download_bf16_as_f32(cuda_ctx *c, float *host_dst, const bf16 *src, size_t n);
+
+/* out (n, d_out) = x (n, d_in) · w (d_out, d_in)ᵀ + b (d_out, may be NULL); cuBLASLt, bf16 in,
+ * fp32 accumulate, bf16 out. */
+void cuda_linear(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n, int d_in, int d_out);
+/* the same with fp32 output (LM head → logits) */
+void cuda_linear_f32out(cuda_ctx *c, float *out, const bf16 *x, const bf16 *w, int n, int d_in, int d_out);
+
+/* LayerNorm / RMSNorm over the last dim, fp32 math; out may alias x. */
+void cuda_layernorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n, int d, float eps);
+void cuda_rmsnorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, int n, int d, float eps);
+/* Fused residual: x += r (bf16, fp32 add), then out = rmsnorm(x) — the pre-norm of the next block. */
+void cuda_add_rmsnorm(cuda_ctx *c, bf16 *out, bf16 *x, const bf16 *r, const bf16 *w, int n, int d, float eps);
+void cuda_add(cuda_ctx *c, bf16 *x, const bf16 *r, size_t n); /* x += r */
+
+void cuda_gelu(cuda_ctx *c, bf16 *x, size_t n);        /* erf form */
+void cuda_gelu_tanh(cuda_ctx *c, bf16 *x, size_t n);
+void cuda_quick_gelu(cuda_ctx *c, bf16 *x, size_t n);
+/* out (n, I) = silu(gu[:, :I]) ⊙ gu[:, I:] where gu is (n, 2I) (gate and up projections side by side) */
+void cuda_swiglu(cuda_ctx *c, bf16 *out, const bf16 *gu, int n, int I);
+
+/* out (n, d) = table rows ids (device int32, n) */
+void cuda_embed(cuda_ctx *c, bf16 *out, const bf16 *table, const int *ids, int n, int d);
+/* dst rows at positions idx (device int32, n) ← src rows (n, d): scatter of image features */
+void cuda_scatter_rows(cuda_ctx *c, bf16 *dst, const bf16 *src, const int *idx, int n, int d);
+/* dst rows i ← src rows idx[i] (gather) */
+void cuda_gather_rows(cuda_ctx *c, bf16 *dst, const bf16 *src, const int *idx, int n, int d);
+
+/* RoPE, half-split pairs, in place on x (n, heads*hd) with row stride `stride` elements;
+ * token i at position pos[i] (device int32). Angles in fp32 as cpu_rope. */
+void cuda_rope(cuda_ctx *c, bf16 *x, int n, int heads, int hd, int stride, const int *pos, float theta);
+
+/* Attention over packed variable-length sequences (flash-style: K/V tiles in shared memory,
+ * online softmax, no n×n matrix in memory).
+ * Sequence s owns query rows [q_start[s], q_start[s+1]) of q/out and key rows
+ * [k_start[s], k_start[s+1]) of k/v (all int32 device arrays of n_seqs+1 entries).
+ * q/out row stride = heads*hd; k/v row stride = kv_stride elements, kv head j at offset j*hd.
+ * causal: query row i of sequence s has absolute position (k_len_s - q_len_s) + (i - q_start[s])
+ * and sees keys with position <= its own (prefill after a cached prefix, or decode with q_len 1).
+ * Query head h reads kv head h / (heads/kv_heads). hd <= 128. */
+void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
+                    const int *k_start, int n_seqs, int max_q, int heads, int kv_heads, int hd, int kv_stride,
+                    int causal, float scale);
+
+/* Tree attention for label scoring, one sequence: query i sees the first n_prefix key rows and the
+ * key rows n_prefix + a for every ancestor a of i (itself included; parent: device int32, -1 = root). */
+void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int n_q, int n_prefix,
+                         const int *parent, int heads, int kv_heads, int hd, int kv_stride, float scale);
+
+/* out (rows, V) fp32 log-softmax of logits (rows, V) fp32; out may alias logits. */
+void cuda_log_softmax(cuda_ctx *c, float *out, const float *logits, int rows, int V);
+/* argmax of each row of logits (rows, V) into idx (device int32); ties → lowest index */
+void cuda_argmax(cuda_ctx *c, int *idx, const float *logits, int rows, int V);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

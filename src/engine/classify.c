@@ -1,0 +1,242 @@
+/* classify.c — label scoring over a token trie (see classify.h). */
+#include "engine/classify.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "backend/cpu/ops.h"
+#include "engine/prompt.h"
+#include "util/mem.h"
+
+struct llava_classifier {
+    const llava_model *m;
+    int n_labels;
+    char **labels;
+    char *prompt;          /* rendered prompt text (chat template, one <image>) */
+    int **cont;            /* continuation ids per label, EOS last */
+    int *n_cont;
+    /* trie over the continuations: node i has token tok[i] and parent par[i] (-1 = root) */
+    int n_nodes;
+    int *tok, *par;
+    int **path;            /* per label: the node index of each continuation token */
+};
+
+/* Replaces every occurrence of key in s by val; malloc'd. */
+static char *replace_all(const char *s, const char *key, const char *val) {
+    size_t kl = strlen(key), vl = strlen(val), n = 0;
+    for (const char *p = strstr(s, key); p; p = strstr(p + kl, key)) n++;
+    char *out = xmalloc(strlen(s) + n * vl + 1), *o = out;
+    for (const char *p = s;;) {
+        const char *q = strstr(p, key);
+        if (!q) {
+            strcpy(o, p);
+            break;
+        }
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        memcpy(o, val, vl);
+        o += vl;
+        p = q + kl;
+    }
+    return out;
+}
+
+void llava_classifier_free(llava_classifier *c) {
+    if (!c) return;
+    for (int i = 0; i < c->n_labels; i++) {
+        free(c->labels[i]);
+        if (c->cont) free(c->cont[i]);
+        if (c->path) free(c->path[i]);
+    }
+    free(c->labels), free(c->cont), free(c->n_cont), free(c->path);
+    free(c->tok), free(c->par), free(c->prompt);
+    free(c);
+}
+
+int llava_classifier_new(llava_classifier **out, const llava_model *m, const char *const *labels, int n_labels,
+                         const char *question, const char *answer, llava_err *err) {
+    *out = NULL;
+    if (n_labels <= 0) return llava_errf(err, "the label set is empty: give at least two labels");
+    if (!question) question = LLAVA_DEFAULT_QUESTION;
+    if (!answer) answer = LLAVA_DEFAULT_ANSWER;
+    if (!strstr(answer, "{label}")) return llava_errf(err, "the answer template \"%s\" has no {label}", answer);
+    for (int i = 0; i < n_labels; i++) {
+        if (!labels[i][0]) return llava_errf(err, "label %d is empty", i + 1);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(labels[i], labels[j]))
+                return llava_errf(err, "label \"%s\" appears twice (lines %d and %d)", labels[i], j + 1, i + 1);
+    }
+    if (!m->tmpl)
+        return llava_errf(err, "%s; label scoring needs the chat template the model was fine-tuned with",
+                          m->tmpl_error[0] ? m->tmpl_error : "the model has no chat template");
+    llava_classifier *c = xcalloc(1, sizeof *c);
+    c->m = m;
+    c->n_labels = n_labels;
+    c->labels = xcalloc((size_t)n_labels, sizeof(char *));
+    for (int i = 0; i < n_labels; i++) c->labels[i] = xstrdup(labels[i]);
+    c->cont = xcalloc((size_t)n_labels, sizeof(int *));
+    c->n_cont = xcalloc((size_t)n_labels, sizeof(int));
+    c->path = xcalloc((size_t)n_labels, sizeof(int *));
+    /* "{labels}" → labels joined by "," */
+    size_t jl = 1;
+    for (int i = 0; i < n_labels; i++) jl += strlen(labels[i]) + 1;
+    char *joined = xmalloc(jl);
+    joined[0] = 0;
+    for (int i = 0; i < n_labels; i++) {
+        if (i) strcat(joined, ",");
+        strcat(joined, labels[i]);
+    }
+    char *q = replace_all(question, "{labels}", joined);
+    free(joined);
+    int *pids = NULL, n_p = 0, one = 1, rc = -1;
+    int eos = m->cfg.eos_ids[0];
+    /* prompt with one unexpanded image token (image expansion does not change text tokens) */
+    if (llava_build_prompt(&pids, &n_p, &c->prompt, m, q, 0, 1, &one, err)) goto done;
+    size_t cap = 64;
+    c->tok = xmalloc(sizeof(int) * cap);
+    c->par = xmalloc(sizeof(int) * cap);
+    for (int i = 0; i < n_labels; i++) {
+        char *ans = replace_all(answer, "{label}", labels[i]);
+        size_t pl = strlen(c->prompt), al = strlen(ans);
+        char *full = xmalloc(pl + al + 2);
+        memcpy(full, c->prompt, pl);
+        full[pl] = ' ';
+        memcpy(full + pl + 1, ans, al + 1);
+        free(ans);
+        int *ids = NULL, n = 0;
+        int bad = llava_tokenize(m->tok, full, strlen(full), 1, &ids, &n, err);
+        free(full);
+        if (bad) goto done;
+        /* the prompt's ids (with its single image token) must be a prefix */
+        int ok = n > n_p;
+        for (int k = 0, j = 0; ok && k < n_p; k++) {
+            int want = pids[k] == m->cfg.image_token_index ? m->cfg.image_token_index : pids[k];
+            ok = ids[j++] == want;
+        }
+        if (!ok) {
+            free(ids);
+            llava_errf(err, "label \"%s\": the answer does not start at a token boundary after the prompt", labels[i]);
+            goto done;
+        }
+        c->n_cont[i] = n - n_p + 1;
+        c->cont[i] = xmalloc(sizeof(int) * (size_t)c->n_cont[i]);
+        memcpy(c->cont[i], ids + n_p, sizeof(int) * (size_t)(n - n_p));
+        c->cont[i][n - n_p] = eos;
+        free(ids);
+        /* insert into the trie */
+        c->path[i] = xmalloc(sizeof(int) * (size_t)c->n_cont[i]);
+        int parent = -1;
+        for (int k = 0; k < c->n_cont[i]; k++) {
+            int t = c->cont[i][k], found = -1;
+            for (int nd = 0; nd < c->n_nodes; nd++)
+                if (c->par[nd] == parent && c->tok[nd] == t) {
+                    found = nd;
+                    break;
+                }
+            if (found < 0) {
+                if ((size_t)c->n_nodes == cap) {
+                    cap *= 2;
+                    c->tok = xrealloc(c->tok, sizeof(int) * cap);
+                    c->par = xrealloc(c->par, sizeof(int) * cap);
+                }
+                found = c->n_nodes++;
+                c->tok[found] = t;
+                c->par[found] = parent;
+            }
+            c->path[i][k] = found;
+            parent = found;
+        }
+    }
+    /* two labels with the same continuation would be indistinguishable */
+    for (int i = 0; i < n_labels; i++)
+        for (int j = 0; j < i; j++)
+            if (c->path[i][c->n_cont[i] - 1] == c->path[j][c->n_cont[j] - 1]) {
+                llava_errf(err, "labels \"%s\" and \"%s\" tokenize to the same answer", labels[j], labels[i]);
+                goto done;
+            }
+    rc = 0;
+done:
+    free(q);
+    free(pids);
+    if (rc) llava_classifier_free(c);
+    else *out = c;
+    return rc;
+}
+
+int llava_classifier_n_labels(const llava_classifier *c) { return c->n_labels; }
+const char *llava_classifier_label(const llava_classifier *c, int i) { return c->labels[i]; }
+const char *llava_classifier_prompt(const llava_classifier *c) { return c->prompt; }
+int llava_classifier_trie_size(const llava_classifier *c) { return c->n_nodes; }
+const int *llava_classifier_continuation(const llava_classifier *c, int i, int *n) {
+    *n = c->n_cont[i];
+    return c->cont[i];
+}
+
+int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,
+                          int H, int W, llava_err *err) {
+    const llava_model *m = c->m;
+    const int Ht = m->cfg.text.hidden, V = m->cfg.text.vocab, img = m->cfg.image_token_index;
+    float *feats = NULL, *x = NULL, *logits = NULL, *tree_logits = NULL;
+    double *lsm = NULL, *sc = NULL;
+    int n_feats = 0, *ids = NULL, n_ids = 0, rc = -1;
+    mistral_cache cache = {0};
+    if (llava_image_features(&feats, &n_feats, m, pixels, n_tiles, H, W, err)) goto done;
+    /* prompt ids: tokenize the stored prompt with the image expanded */
+    {
+        int *t = NULL, n = 0;
+        if (llava_tokenize(m->tok, c->prompt, strlen(c->prompt), 1, &t, &n, err)) goto done;
+        ids = xmalloc(sizeof(int) * (size_t)(n + n_feats));
+        for (int i = 0; i < n; i++) {
+            if (t[i] == img)
+                for (int k = 0; k < n_feats; k++) ids[n_ids++] = img;
+            else
+                ids[n_ids++] = t[i];
+        }
+        free(t);
+    }
+    if (mistral_cache_init(&cache, &m->cfg.text, n_ids + c->n_nodes, err)) goto done;
+    x = llava_try_malloc(sizeof(float) * (size_t)(n_ids > c->n_nodes ? n_ids : c->n_nodes) * Ht, "embeddings", err);
+    logits = x ? llava_try_malloc(sizeof(float) * (size_t)V, "logits", err) : NULL;
+    tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)c->n_nodes * V, "label logits", err) : NULL;
+    lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * (c->n_nodes + 1), "log-softmax", err) : NULL;
+    if (!lsm) goto done;
+    mistral_embed(x, &m->lm, ids, n_ids);
+    for (int i = 0, f = 0; i < n_ids; i++)
+        if (ids[i] == img) memcpy(x + (size_t)i * Ht, feats + (size_t)f++ * Ht, sizeof(float) * Ht);
+    if (mistral_forward(logits, &m->lm, &cache, x, n_ids, 0, err)) goto done;
+    mistral_embed(x, &m->lm, c->tok, c->n_nodes);
+    if (mistral_forward_tree(tree_logits, &m->lm, &cache, x, c->n_nodes, c->par, err)) goto done;
+    /* row 0: after the prompt; row 1 + nd: after trie node nd */
+    cpu_log_softmax(lsm, logits, V);
+    for (int nd = 0; nd < c->n_nodes; nd++) cpu_log_softmax(lsm + (size_t)(nd + 1) * V, tree_logits + (size_t)nd * V, V);
+    sc = scores ? scores : xmalloc(sizeof(double) * (size_t)c->n_labels);
+    double mx = -INFINITY;
+    for (int i = 0; i < c->n_labels; i++) {
+        double s = 0;
+        for (int k = 0; k < c->n_cont[i]; k++) {
+            int nd = c->path[i][k];
+            int row = c->par[nd] < 0 ? 0 : c->par[nd] + 1;
+            s += lsm[(size_t)row * V + c->tok[nd]];
+        }
+        sc[i] = s;
+        if (s > mx) mx = s;
+    }
+    double z = 0;
+    for (int i = 0; i < c->n_labels; i++) z += exp(sc[i] - mx);
+    for (int i = 0; i < c->n_labels; i++) probs[i] = exp(sc[i] - mx) / z;
+    rc = 0;
+done:
+    if (sc != scores) free(sc);
+    mistral_cache_free(&cache);
+    free(feats), free(x), free(logits), free(tree_logits), free(lsm), free(ids);
+    return rc;
+}
+
+int llava_classify(double *probs, double *scores, const llava_classifier *c, const llava_image *img, llava_err *err) {
+    float *pixels = NULL;
+    int n_tiles = 0;
+    if (llava_preprocess(&pixels, &n_tiles, img, &c->m->pp, err)) return -1;
+    int rc = llava_classify_pixels(probs, scores, c, pixels, n_tiles, img->h, img->w, err);
+    free(pixels);
+    return rc;
+}
