@@ -9,6 +9,7 @@
 #include "engine/generate.h"
 #include "engine/prompt.h"
 #include "image/image.h"
+#include "model/gpu.h"
 #include "util/mem.h"
 
 #define MAX_IMAGES 16
@@ -139,9 +140,20 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "llava run: --device must be cpu, cuda or auto\n");
         return 2;
     }
-    if (!strcmp(device, "cuda")) {
-        fprintf(stderr, "llava run: the CUDA backend is not available in this build yet; use --device cpu\n");
-        return 1;
+    char gpu_name[256] = "";
+    int use_gpu = 0;
+    if (strcmp(device, "cpu")) {
+        use_gpu = llava_gpu_available(gpu_name, sizeof gpu_name) > 0;
+        if (!use_gpu && !strcmp(device, "cuda")) {
+            fprintf(stderr, "llava run: --device cuda: no CUDA device is available%s; use --device cpu\n",
+#ifdef LLAVA_CUDA
+                    ""
+#else
+                    " (this build has no CUDA backend)"
+#endif
+            );
+            return 1;
+        }
     }
     cpu_set_threads((int)threads);
 
@@ -153,6 +165,7 @@ int cmd_run(int argc, char **argv) {
     int n_tiles[MAX_IMAGES] = {0}, n_feats[MAX_IMAGES] = {0};
     int *ids = NULL, n_ids = 0;
     llava_gen_result res = {0};
+    llava_gpu *gpu = NULL;
     memset(img, 0, sizeof img);
     double t0 = llava_now();
     if (llava_model_load(&m, model_dir, &err)) goto fail;
@@ -166,13 +179,30 @@ int cmd_run(int argc, char **argv) {
         }
     }
     double t_pre = llava_now() - t0;
+    double t_gpu_load = 0;
+    if (use_gpu) {
+        for (int i = 0; i < n_images; i++) n_feats[i] = llava_model_image_tokens(m, img[i].h, img[i].w);
+        if (llava_build_prompt(&ids, &n_ids, NULL, m, raw ? raw : prompt, raw != NULL, n_images, n_feats, &err)) goto fail;
+        t0 = llava_now();
+        if (llava_gpu_load(&gpu, m, n_ids + gp.max_tokens + 8, &err)) {
+            if (!strcmp(device, "cuda")) goto fail;
+            fprintf(stderr, "llava run: warning: %s; running on the CPU\n", err.msg);
+            use_gpu = 0;
+        }
+        t_gpu_load = llava_now() - t0;
+    }
     t0 = llava_now();
-    for (int i = 0; i < n_images; i++)
-        if (llava_image_features(&feats[i], &n_feats[i], m, pixels[i], n_tiles[i], img[i].h, img[i].w, &err)) goto fail;
+    for (int i = 0; i < n_images; i++) {
+        if (use_gpu) {
+            if (llava_gpu_encode_image(gpu, pixels[i], n_tiles[i], img[i].h, img[i].w, &n_feats[i], &err)) goto fail;
+        } else if (llava_image_features(&feats[i], &n_feats[i], m, pixels[i], n_tiles[i], img[i].h, img[i].w, &err))
+            goto fail;
+    }
     double t_vis = llava_now() - t0;
-    if (llava_build_prompt(&ids, &n_ids, NULL, m, raw ? raw : prompt, raw != NULL, n_images, n_feats, &err)) goto fail;
+    if (!ids && llava_build_prompt(&ids, &n_ids, NULL, m, raw ? raw : prompt, raw != NULL, n_images, n_feats, &err))
+        goto fail;
     stream_state ss = {m, 0};
-    if (llava_generate(&res, m, ids, n_ids, feats, n_feats, n_images, &gp, json ? NULL : on_token, &ss, &err))
+    if (llava_generate(&res, m, gpu, ids, n_ids, feats, n_feats, n_images, &gp, json ? NULL : on_token, &ss, &err))
         goto fail;
     if (dump) {
         FILE *f = fopen(dump, "wb");
@@ -211,8 +241,9 @@ int cmd_run(int argc, char **argv) {
             }
             cJSON_AddItemToArray(lp, e);
         }
+        cJSON_AddStringToObject(o, "device", use_gpu ? gpu_name : "cpu");
         cJSON *tm = cJSON_AddObjectToObject(o, "timings");
-        cJSON_AddNumberToObject(tm, "load_s", t_load);
+        cJSON_AddNumberToObject(tm, "load_s", t_load + t_gpu_load);
         cJSON_AddNumberToObject(tm, "preprocess_s", t_pre);
         cJSON_AddNumberToObject(tm, "vision_s", t_vis);
         cJSON_AddNumberToObject(tm, "prefill_s", res.t_prefill);
@@ -226,9 +257,10 @@ int cmd_run(int argc, char **argv) {
         if (text && strlen(text) > ss.printed) fputs(text + ss.printed, stdout);
         putchar('\n');
         fprintf(stderr,
-                "llava: %d prompt tokens (%d image), %d generated (%s); load %.2fs, preprocess %.3fs, vision %.3fs, "
+                "llava: %s: %d prompt tokens (%d image), %d generated (%s); load %.2fs, preprocess %.3fs, vision %.3fs, "
                 "prefill %.3fs, decode %.3fs (%.1f tok/s)\n",
-                n_ids, image_tokens, res.n_gen, res.finish_reason, t_load, t_pre, t_vis, res.t_prefill, res.t_decode, tps);
+                use_gpu ? gpu_name : "cpu", n_ids, image_tokens, res.n_gen, res.finish_reason, t_load + t_gpu_load, t_pre,
+                t_vis, res.t_prefill, res.t_decode, tps);
     }
     free(text);
     free(gen);
@@ -236,6 +268,7 @@ int cmd_run(int argc, char **argv) {
 fail:
     if (status) fprintf(stderr, "llava run: %s\n", err.msg);
     llava_gen_result_free(&res);
+    llava_gpu_free(gpu);
     free(ids);
     for (int i = 0; i < n_images; i++) {
         llava_image_free(&img[i]);

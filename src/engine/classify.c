@@ -172,44 +172,15 @@ const int *llava_classifier_continuation(const llava_classifier *c, int i, int *
     return c->cont[i];
 }
 
-int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,
-                          int H, int W, llava_err *err) {
-    const llava_model *m = c->m;
-    const int Ht = m->cfg.text.hidden, V = m->cfg.text.vocab, img = m->cfg.image_token_index;
-    float *feats = NULL, *x = NULL, *logits = NULL, *tree_logits = NULL;
-    double *lsm = NULL, *sc = NULL;
-    int n_feats = 0, *ids = NULL, n_ids = 0, rc = -1;
-    mistral_cache cache = {0};
-    if (llava_image_features(&feats, &n_feats, m, pixels, n_tiles, H, W, err)) goto done;
-    /* prompt ids: tokenize the stored prompt with the image expanded */
-    {
-        int *t = NULL, n = 0;
-        if (llava_tokenize(m->tok, c->prompt, strlen(c->prompt), 1, &t, &n, err)) goto done;
-        ids = xmalloc(sizeof(int) * (size_t)(n + n_feats));
-        for (int i = 0; i < n; i++) {
-            if (t[i] == img)
-                for (int k = 0; k < n_feats; k++) ids[n_ids++] = img;
-            else
-                ids[n_ids++] = t[i];
-        }
-        free(t);
-    }
-    if (mistral_cache_init(&cache, &m->cfg.text, n_ids + c->n_nodes, err)) goto done;
-    x = llava_try_malloc(sizeof(float) * (size_t)(n_ids > c->n_nodes ? n_ids : c->n_nodes) * Ht, "embeddings", err);
-    logits = x ? llava_try_malloc(sizeof(float) * (size_t)V, "logits", err) : NULL;
-    tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)c->n_nodes * V, "label logits", err) : NULL;
-    lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * (c->n_nodes + 1), "log-softmax", err) : NULL;
-    if (!lsm) goto done;
-    mistral_embed(x, &m->lm, ids, n_ids);
-    for (int i = 0, f = 0; i < n_ids; i++)
-        if (ids[i] == img) memcpy(x + (size_t)i * Ht, feats + (size_t)f++ * Ht, sizeof(float) * Ht);
-    if (mistral_forward(logits, &m->lm, &cache, x, n_ids, 0, err)) goto done;
-    mistral_embed(x, &m->lm, c->tok, c->n_nodes);
-    if (mistral_forward_tree(tree_logits, &m->lm, &cache, x, c->n_nodes, c->par, err)) goto done;
+/* probs/scores from the logits after the prompt (V) and after every trie node (n_nodes, V);
+ * lsm is scratch of (n_nodes + 1) * V doubles. */
+static int score_labels(double *probs, double *scores, const llava_classifier *c, const float *logits,
+                        const float *tree_logits, double *lsm) {
+    const int V = c->m->cfg.text.vocab;
     /* row 0: after the prompt; row 1 + nd: after trie node nd */
     cpu_log_softmax(lsm, logits, V);
     for (int nd = 0; nd < c->n_nodes; nd++) cpu_log_softmax(lsm + (size_t)(nd + 1) * V, tree_logits + (size_t)nd * V, V);
-    sc = scores ? scores : xmalloc(sizeof(double) * (size_t)c->n_labels);
+    double *sc = scores ? scores : xmalloc(sizeof(double) * (size_t)c->n_labels);
     double mx = -INFINITY;
     for (int i = 0; i < c->n_labels; i++) {
         double s = 0;
@@ -224,11 +195,77 @@ int llava_classify_pixels(double *probs, double *scores, const llava_classifier 
     double z = 0;
     for (int i = 0; i < c->n_labels; i++) z += exp(sc[i] - mx);
     for (int i = 0; i < c->n_labels; i++) probs[i] = exp(sc[i] - mx) / z;
+    if (sc != scores) free(sc);
+    return 0;
+}
+
+/* prompt ids with the image token expanded to n_feats copies; malloc'd */
+static int expanded_prompt(int **ids, int *n_ids, const llava_classifier *c, int n_feats, llava_err *err) {
+    const llava_model *m = c->m;
+    const int img = m->cfg.image_token_index;
+    int *t = NULL, n = 0;
+    *ids = NULL;
+    *n_ids = 0;
+    if (llava_tokenize(m->tok, c->prompt, strlen(c->prompt), 1, &t, &n, err)) return -1;
+    int *o = xmalloc(sizeof(int) * (size_t)(n + n_feats));
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (t[i] == img)
+            for (int j = 0; j < n_feats; j++) o[k++] = img;
+        else
+            o[k++] = t[i];
+    }
+    free(t);
+    *ids = o;
+    *n_ids = k;
+    return 0;
+}
+
+int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,
+                          int H, int W, llava_err *err) {
+    const llava_model *m = c->m;
+    const int Ht = m->cfg.text.hidden, V = m->cfg.text.vocab, img = m->cfg.image_token_index;
+    float *feats = NULL, *x = NULL, *logits = NULL, *tree_logits = NULL;
+    double *lsm = NULL;
+    int n_feats = 0, *ids = NULL, n_ids = 0, rc = -1;
+    mistral_cache cache = {0};
+    if (llava_image_features(&feats, &n_feats, m, pixels, n_tiles, H, W, err)) goto done;
+    if (expanded_prompt(&ids, &n_ids, c, n_feats, err)) goto done;
+    if (mistral_cache_init(&cache, &m->cfg.text, n_ids + c->n_nodes, err)) goto done;
+    x = llava_try_malloc(sizeof(float) * (size_t)(n_ids > c->n_nodes ? n_ids : c->n_nodes) * Ht, "embeddings", err);
+    logits = x ? llava_try_malloc(sizeof(float) * (size_t)V, "logits", err) : NULL;
+    tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)c->n_nodes * V, "label logits", err) : NULL;
+    lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * (c->n_nodes + 1), "log-softmax", err) : NULL;
+    if (!lsm) goto done;
+    mistral_embed(x, &m->lm, ids, n_ids);
+    for (int i = 0, f = 0; i < n_ids; i++)
+        if (ids[i] == img) memcpy(x + (size_t)i * Ht, feats + (size_t)f++ * Ht, sizeof(float) * Ht);
+    if (mistral_forward(logits, &m->lm, &cache, x, n_ids, 0, err)) goto done;
+    mistral_embed(x, &m->lm, c->tok, c->n_nodes);
+    if (mistral_forward_tree(tree_logits, &m->lm, &cache, x, c->n_nodes, c->par, err)) goto done;
+    if (score_labels(probs, scores, c, logits, tree_logits, lsm)) goto done;
     rc = 0;
 done:
-    if (sc != scores) free(sc);
     mistral_cache_free(&cache);
     free(feats), free(x), free(logits), free(tree_logits), free(lsm), free(ids);
+    return rc;
+}
+
+int llava_classify_pixels_gpu(double *probs, double *scores, const llava_classifier *c, llava_gpu *gpu,
+                              const float *pixels, int n_tiles, int H, int W, llava_err *err) {
+    const int V = c->m->cfg.text.vocab;
+    int n_feats = 0, *ids = NULL, n_ids = 0, rc = -1;
+    float *logits = llava_try_malloc(sizeof(float) * (size_t)V, "logits", err);
+    float *tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)c->n_nodes * V, "label logits", err) : NULL;
+    double *lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * (c->n_nodes + 1), "log-softmax", err) : NULL;
+    if (!lsm) goto done;
+    if (llava_gpu_encode_image(gpu, pixels, n_tiles, H, W, &n_feats, err)) goto done;
+    if (expanded_prompt(&ids, &n_ids, c, n_feats, err)) goto done;
+    if (llava_gpu_prefill(gpu, ids, n_ids, logits, err)) goto done;
+    if (llava_gpu_tree(gpu, c->tok, c->par, c->n_nodes, tree_logits, err)) goto done;
+    rc = score_labels(probs, scores, c, logits, tree_logits, lsm);
+done:
+    free(logits), free(tree_logits), free(lsm), free(ids);
     return rc;
 }
 

@@ -11,6 +11,7 @@
 #define LLAVA_CLASSIFY_H
 
 #include "image/image.h"
+#include "model/gpu.h"
 #include "model/llava.h"
 
 #define LLAVA_DEFAULT_QUESTION                                                                              \
@@ -42,5 +43,9 @@ int llava_classify(double *probs, double *scores, const llava_classifier *c, con
 /* The same for an already preprocessed image (pixels from llava_preprocess of an H x W image). */
 int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,
                           int H, int W, llava_err *err);
+
+/* The same on a CUDA device (gpu from llava_gpu_load; one request at a time per gpu). */
+int llava_classify_pixels_gpu(double *probs, double *scores, const llava_classifier *c, llava_gpu *gpu,
+                              const float *pixels, int n_tiles, int H, int W, llava_err *err);
 
 #endif

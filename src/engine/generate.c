@@ -102,7 +102,8 @@ static int is_eos(const llava_model *m, int id) {
     return 0;
 }
 
-int llava_generate(llava_gen_result *res, const llava_model *m, const int *ids, int n_ids, float *const *feats,
+int llava_generate(llava_gen_result *res, const llava_model *m, llava_gpu *gpu, const int *ids, int n_ids,
+                   float *const *feats,
                    const int *n_feats, int n_images, const llava_gen_params *p, llava_token_cb cb, void *ud,
                    llava_err *err) {
     memset(res, 0, sizeof *res);
@@ -111,26 +112,26 @@ int llava_generate(llava_gen_result *res, const llava_model *m, const int *ids, 
     for (int i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= V) return llava_errf(err, "token id %d is outside the vocabulary (%d)", ids[i], V);
     int max_new = p->max_tokens < 0 ? 0 : p->max_tokens;
-    mistral_cache cache;
-    if (mistral_cache_init(&cache, &m->cfg.text, n_ids + max_new + 1, err)) return -1;
-    float *x = llava_try_malloc(sizeof(float) * (size_t)n_ids * H, "prompt embeddings", err);
+    mistral_cache cache = {0};
+    if (!gpu && mistral_cache_init(&cache, &m->cfg.text, n_ids + max_new + 1, err)) return -1;
+    float *x = llava_try_malloc(sizeof(float) * (size_t)(gpu ? 1 : n_ids) * H, "prompt embeddings", err);
     float *logits = x ? llava_try_malloc(sizeof(float) * (size_t)V, "logits", err) : NULL;
     double *lsm = logits ? llava_try_malloc(sizeof(double) * (size_t)V, "log-softmax", err) : NULL;
     prob_id *buf = lsm ? llava_try_malloc(sizeof(prob_id) * (size_t)V, "sampling", err) : NULL;
     int rc = -1;
     if (!buf) goto done;
-    mistral_embed(x, &m->lm, ids, n_ids);
+    if (!gpu) mistral_embed(x, &m->lm, ids, n_ids);
     /* masked_scatter: image positions, in order, take the concatenated image features */
     {
         int im = 0, f = 0, n_img_pos = 0, n_feat_total = 0;
         for (int i = 0; i < n_images; i++) n_feat_total += n_feats[i];
         for (int i = 0; i < n_ids; i++) n_img_pos += ids[i] == img;
-        if (n_img_pos != n_feat_total) {
+        if (!gpu && n_img_pos != n_feat_total) {
             llava_errf(err, "image features and image tokens do not match: tokens: %d, features: %d", n_img_pos,
                        n_feat_total);
             goto done;
         }
-        for (int i = 0; i < n_ids; i++) {
+        for (int i = 0; i < n_ids && !gpu; i++) {
             if (ids[i] != img) continue;
             while (im < n_images && f >= n_feats[im]) im++, f = 0;
             memcpy(x + (size_t)i * H, feats[im] + (size_t)f * H, sizeof(float) * H);
@@ -142,7 +143,8 @@ int llava_generate(llava_gen_result *res, const llava_model *m, const int *ids, 
     res->tokens = xcalloc((size_t)(max_new ? max_new : 1), sizeof(llava_token_info));
     res->prompt_logits = xmalloc(sizeof(float) * (size_t)V);
     double t0 = llava_now();
-    if (mistral_forward(logits, &m->lm, &cache, x, n_ids, 0, err)) goto done;
+    if (gpu ? llava_gpu_prefill(gpu, ids, n_ids, logits, err) : mistral_forward(logits, &m->lm, &cache, x, n_ids, 0, err))
+        goto done;
     memcpy(res->prompt_logits, logits, sizeof(float) * (size_t)V);
     res->t_prefill = llava_now() - t0;
     t0 = llava_now();
@@ -158,8 +160,12 @@ int llava_generate(llava_gen_result *res, const llava_model *m, const int *ids, 
             break;
         }
         if (step + 1 == max_new) break;
-        mistral_embed(x, &m->lm, &id, 1);
-        if (mistral_forward(logits, &m->lm, &cache, x, 1, 0, err)) goto done;
+        if (gpu) {
+            if (llava_gpu_decode(gpu, id, logits, err)) goto done;
+        } else {
+            mistral_embed(x, &m->lm, &id, 1);
+            if (mistral_forward(logits, &m->lm, &cache, x, 1, 0, err)) goto done;
+        }
     }
     res->t_decode = llava_now() - t0;
     rc = 0;

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "model/gpu.h"
 #include "model/llava.h"
 
 #define LLAVA_MAX_TOP_LOGPROBS 20
@@ -46,8 +47,11 @@ typedef struct llava_gen_result {
 /* Called after each generated token (for streaming); may be NULL. */
 typedef void (*llava_token_cb)(void *ud, const llava_gen_result *so_far);
 
-/* ids (n_ids) hold image_token_index at image positions; feats[i] (n_feats[i], Ht) fill them in order. */
-int llava_generate(llava_gen_result *res, const llava_model *m, const int *ids, int n_ids, float *const *feats,
+/* ids (n_ids) hold image_token_index at image positions; feats[i] (n_feats[i], Ht) fill them in order.
+ * gpu: NULL runs on the CPU; otherwise the request runs on the device, whose images were encoded
+ * with llava_gpu_encode_image (feats is then ignored). */
+int llava_generate(llava_gen_result *res, const llava_model *m, llava_gpu *gpu, const int *ids, int n_ids,
+                   float *const *feats,
                    const int *n_feats, int n_images, const llava_gen_params *p, llava_token_cb cb, void *ud,
                    llava_err *err);
 void llava_gen_result_free(llava_gen_result *r);

@@ -19,11 +19,13 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, int max_tokens, llava_
 void llava_gpu_free(llava_gpu *g);
 
 /* Vision tower + projector + packing on the device for one preprocessed image (pixels host
- * (n_tiles, 3, S, S)); the features stay on the device (returned count = image tokens). */
+ * (n_tiles, 3, S, S)); the features stay on the device, appended after those of earlier images
+ * of the same request (returned count = this image's tokens). llava_gpu_prefill consumes them. */
 int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H, int W, int *n_feats, llava_err *err);
 
-/* Prefill: prompt ids (host, n_ids) with image_token_index where the last encoded image's features
- * go (in order). Resets the KV cache. logits (host, V) of the last position. */
+/* Prefill: prompt ids (host, n_ids) with image_token_index where the encoded images' features go
+ * (in order). Resets the KV cache and consumes the encoded features. logits (host, V) of the last
+ * position. */
 int llava_gpu_prefill(llava_gpu *g, const int *ids, int n_ids, float *logits, llava_err *err);
 /* One decoding step: appends token id, logits (host, V) of it. */
 int llava_gpu_decode(llava_gpu *g, int id, float *logits, llava_err *err);

@@ -11,6 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct llava_err {
     char msg[1024];
 } llava_err;
@@ -20,6 +24,10 @@ int llava_errf(llava_err *err, const char *fmt, ...) __attribute__((format(print
 
 /* Prepends "prefix: " to the message already in err; returns -1. */
 int llava_err_prefix(llava_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
 
 /* A broken invariant is a bug: report file:line and abort. Never use it for bad input. */
 #define CHECK(cond)                                                                       \
