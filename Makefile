@@ -39,10 +39,12 @@ CU_SRC := $(shell find src -name '*.cu' 2>/dev/null)
 ifneq ($(strip $(HAVE_NVCC)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(HAVE_NVCC))
 CFLAGS += -DLLAVA_CUDA
-NVCCFLAGS = -O3 -std=c++17 -arch=sm_90 -Isrc -DLLAVA_CUDA -Xcompiler -fPIC
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
+             -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCCFLAGS = -O3 -std=c++17 $(CUDA_ARCH) -Isrc -DLLAVA_CUDA -Xcompiler -fPIC
 LIBS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart -lcublasLt -lcublas -lstdc++
 CU_OBJ := $(patsubst src/%.cu,$(BUILD)/obj/%.cu.o,$(CU_SRC))
-$(info ✓ nvcc found ($(HAVE_NVCC)): CUDA backend compiled for sm_90)
+$(info ✓ nvcc found ($(HAVE_NVCC)): CUDA backend compiled for sm_80, sm_86, sm_89, sm_90)
 else
 CU_OBJ :=
 $(info ✗ nvcc not found: CUDA backend skipped)
@@ -55,7 +57,7 @@ CLI_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(CLI_SRC))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
-.PHONY: all test test-asan check demo clean
+.PHONY: all test test-asan check demo clean cuda-test
 all: $(BUILD)/llava
 
 $(BUILD)/libllava.a: $(LIB_OBJ)
@@ -77,21 +79,33 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libllava.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libllava.a $(LIBS)
 
+# GPU cross-check of every CUDA op against its CPU twin (needs a GPU to run; not run by CI):
+#   make cuda-test && build/tests/cuda_test_ops
+cuda-test: $(BUILD)/tests/cuda_test_ops
+
+$(BUILD)/tests/cuda_test_ops: tests/cuda/test_ops.c $(BUILD)/libllava.a
+	@test -n "$(HAVE_NVCC)" || { echo "cuda-test needs nvcc (CUDA toolkit)"; exit 1; }
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libllava.a $(LIBS)
+
 # The test command of the README: optimized run, then the same tests under ASan+UBSan.
 test: $(BUILD)/llava $(TEST_BIN)
 	@bash tests/run_tests.sh $(BUILD)
 
 test-asan:
-	$(MAKE) SAN=1 test
+	$(MAKE) SAN=1 NO_CUDA=1 test
 
 # The README's test command: every test optimized and under ASan+UBSan, one summary line.
 check:
 	$(MAKE) BUILD=build build/llava $(patsubst tests/%.c,build/tests/%,$(TEST_SRC))
-	$(MAKE) SAN=1 BUILD=build-asan build-asan/llava $(patsubst tests/%.c,build-asan/tests/%,$(TEST_SRC))
+	$(MAKE) SAN=1 NO_CUDA=1 BUILD=build-asan build-asan/llava $(patsubst tests/%.c,build-asan/tests/%,$(TEST_SRC))
 	@bash tests/run_tests.sh build build-asan
 
 demo:
 	bash scripts/demo.sh
+
+print-libs:
+	@echo $(LIBS)
 
 clean:
 	rm -rf build build-asan

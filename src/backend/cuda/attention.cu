@@ -1,0 +1,461 @@
+/* attention.cu — flash-style attention over packed variable-length sequences, and tree attention
+ * for label scoring. No (n_q × n_k) matrix ever leaves registers.
+ *
+ * Work split: a block owns (sequence s, kv head, tile of query "rows"), where the rows of a
+ * sequence are the flattened pairs (query i, head g of the kv head's group), g fastest. So with
+ * GQA the heads that share a kv head share every K/V tile a block loads, and a decode step
+ * (q_len 1) of a 4:1 model still fills 4 rows of a tile instead of 1. Tiles are issued heaviest
+ * first (the last query tile of a causal sequence sees the most keys).
+ *
+ * Per block: K/V tiles of the sequence are staged in shared memory; every row keeps a running max
+ * m, a running denominator l and an fp32 output accumulator (online softmax, exp2 with the scale
+ * folded into log2 units); at the end out = acc / l (a row that sees no key is written as 0, as
+ * the CPU twin does).
+ *
+ * Two kernels:
+ *  - attn_mma_kernel<D> (hd 64 or 128, 16-byte aligned K/V): 4 warps × 16 rows, 64-key tiles;
+ *    S = Q·Kᵀ and O += P·V on tensor cores with mma.sync.m16n8k16 (bf16 in, fp32 accumulate);
+ *    Q fragments live in registers for the whole block, P goes from the S accumulators straight
+ *    into A fragments (the C layout of two n8 tiles is the A layout of one k16 step), V fragments
+ *    come from ldmatrix.trans (or plain 16-bit loads: LLAVA_CUDA_ATTN=mma-plain).
+ *  - attn_generic_kernel<TPR> (any hd <= 128, any alignment): TPR = 1..16 threads per row, each
+ *    owning 8 dims; scores reduced with warp shuffles; fp32 tiles in shared memory.
+ * LLAVA_CUDA_ATTN=generic|mma-plain|mma|auto picks one for tests (read by cuda_ctx_new).
+ *
+ * Visibility (the mask) for query i of a sequence with q_len queries and k_len keys:
+ *   full:   every key;
+ *   causal: key j <= (k_len - q_len) + i   (prefill after a cached prefix; decode q_len 1);
+ *   tree:   keys < n_prefix, and n_prefix + a for every ancestor a of i (itself included).
+ * Twins: cpu_attention, cpu_attention_tree (backend/cpu/ops.c).
+ */
+#include "backend/cuda/common.cuh"
+
+enum { ATT_FULL = 0, ATT_CAUSAL = 1, ATT_TREE = 2 };
+
+struct AttnParams {
+    uint16_t *out;
+    const uint16_t *q, *k, *v;
+    const int *q_start, *k_start; /* varlen modes, device, n_seqs + 1 */
+    const int *parent;            /* tree mode, device, n_q */
+    int tree_nq, tree_nprefix;
+    int heads, kv_heads, group, hd, kv_stride, q_stride;
+    int mode;
+    float scale_log2;
+    int tiles_per_seq;
+};
+
+struct SeqInfo {
+    int q0, qlen, k0, klen;
+};
+
+__device__ __forceinline__ SeqInfo seq_info(const AttnParams &p, int s) {
+    SeqInfo si;
+    if (p.mode == ATT_TREE) {
+        si.q0 = 0, si.qlen = p.tree_nq, si.k0 = 0, si.klen = p.tree_nprefix + p.tree_nq;
+    } else {
+        si.q0 = p.q_start[s], si.qlen = p.q_start[s + 1] - si.q0;
+        si.k0 = p.k_start[s], si.klen = p.k_start[s + 1] - si.k0;
+    }
+    return si;
+}
+
+/* Largest key index query i may see (-1: none). Non-decreasing in i, so a tile's last row bounds
+ * the keys the whole tile needs. */
+__device__ __forceinline__ int row_limit(const AttnParams &p, const SeqInfo &si, int i) {
+    int lim = si.klen - 1;
+    if (p.mode == ATT_CAUSAL) lim = min(lim, si.klen - si.qlen + i);
+    if (p.mode == ATT_TREE) lim = min(lim, p.tree_nprefix + i);
+    return lim;
+}
+
+/* tree key a (0-based among the tree keys) is visible to query i iff a is i or an ancestor of i;
+ * parents precede children (parent[x] < x), so walking up from i passes a or jumps below it. */
+__device__ __forceinline__ bool tree_sees(const int *parent, int i, int a) {
+    int x = i;
+    while (x > a) x = __ldg(parent + x);
+    return x == a;
+}
+
+__device__ __forceinline__ bool visible(const AttnParams &p, int lim, int i, int kj) {
+    if (kj > lim) return false;
+    if (p.mode == ATT_TREE && kj >= p.tree_nprefix) return tree_sees(p.parent, i, kj - p.tree_nprefix);
+    return true;
+}
+
+/* block -> (sequence, query tile), heaviest tile of each sequence first */
+__device__ __forceinline__ void block_tile(const AttnParams &p, int &s, int &t) {
+    s = blockIdx.x / p.tiles_per_seq;
+    t = p.tiles_per_seq - 1 - (int)(blockIdx.x % p.tiles_per_seq);
+}
+
+/* ================================ tensor-core kernel ========================================= */
+
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem_row) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    return (uint32_t)f2bf(lo) | ((uint32_t)f2bf(hi) << 16);
+}
+
+#define MMA_BQ 64 /* rows per block: 4 warps × 16 */
+#define MMA_BK 64 /* keys per tile */
+
+template <int D, bool LDM>
+__global__ void __launch_bounds__(128) attn_mma_kernel(AttnParams p) {
+    constexpr int LDS = D + 8; /* padded row (elements): 16-byte rows land on distinct banks */
+    constexpr int NT = MMA_BK / 8, KD = D / 16, ND = D / 8;
+    __shared__ __align__(16) uint16_t Ks[MMA_BK * LDS];
+    __shared__ __align__(16) uint16_t Vs[MMA_BK * LDS];
+
+    int s, t;
+    block_tile(p, s, t);
+    const int kvh = blockIdx.y;
+    const SeqInfo si = seq_info(p, s);
+    const int rows_total = si.qlen * p.group;
+    const int r0 = t * MMA_BQ;
+    if (r0 >= rows_total) return; /* whole block: before any barrier */
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
+
+    /* this thread's two rows: gid and gid + 8 of the warp's 16 */
+    int lim[2], qi[2];
+    bool rv[2];
+    size_t orow[2];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        int r = r0 + warp * 16 + gid + 8 * j;
+        rv[j] = r < rows_total;
+        if (rv[j]) {
+            int i = r / p.group, g = r % p.group;
+            qi[j] = i;
+            lim[j] = row_limit(p, si, i);
+            orow[j] = (size_t)(si.q0 + i) * p.q_stride + (size_t)(kvh * p.group + g) * D;
+        } else {
+            qi[j] = 0, lim[j] = -1, orow[j] = 0;
+        }
+    }
+    const int kend = row_limit(p, si, (min(r0 + MMA_BQ, rows_total) - 1) / p.group) + 1;
+    int wl = max(lim[0], lim[1]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) wl = max(wl, __shfl_xor_sync(0xffffffffu, wl, o));
+    const int warp_kend = wl + 1;
+
+    /* Q fragments (A operand, row-major 16×16 per k step) straight from global memory */
+    uint32_t qa[KD][4];
+#pragma unroll
+    for (int kk = 0; kk < KD; kk++) {
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const uint16_t *qp = p.q + orow[j] + kk * 16 + tig * 2;
+            qa[kk][j] = rv[j] ? *reinterpret_cast<const uint32_t *>(qp) : 0u;
+            qa[kk][j + 2] = rv[j] ? *reinterpret_cast<const uint32_t *>(qp + 8) : 0u;
+        }
+    }
+
+    float o[ND][4];
+#pragma unroll
+    for (int nd = 0; nd < ND; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+    for (int kb = 0; kb < kend; kb += MMA_BK) {
+        __syncthreads(); /* everyone is done with the previous tile */
+        for (int idx = threadIdx.x; idx < MMA_BK * (D / 8); idx += 128) {
+            int j = idx / (D / 8), c8 = idx % (D / 8);
+            uint4 kx = make_uint4(0, 0, 0, 0), vx = kx;
+            if (kb + j < kend) {
+                size_t g = (size_t)(si.k0 + kb + j) * p.kv_stride + (size_t)kvh * D + c8 * 8;
+                kx = *reinterpret_cast<const uint4 *>(p.k + g);
+                vx = *reinterpret_cast<const uint4 *>(p.v + g);
+            }
+            *reinterpret_cast<uint4 *>(&Ks[j * LDS + c8 * 8]) = kx;
+            *reinterpret_cast<uint4 *>(&Vs[j * LDS + c8 * 8]) = vx;
+        }
+        __syncthreads();
+        if (kb >= warp_kend) continue; /* warp-uniform: no row of this warp sees these keys */
+
+        /* S = Q·Kᵀ: B operand (k = dim, n = key) is K row-major, two dims per 32-bit word */
+        float sc[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < KD; kk++) {
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const uint16_t *kp = &Ks[(nt * 8 + gid) * LDS + kk * 16 + tig * 2];
+                uint32_t b0 = *reinterpret_cast<const uint32_t *>(kp);
+                uint32_t b1 = *reinterpret_cast<const uint32_t *>(kp + 8);
+                mma16816(sc[nt], qa[kk], b0, b1);
+            }
+        }
+
+        /* mask, scale, online softmax; element e of tile nt: row gid + 8*(e>>1), key nt*8 + tig*2 + (e&1) */
+        float mx[2] = {m[0], m[1]};
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int rs = e >> 1, kj = kb + nt * 8 + tig * 2 + (e & 1);
+                float x = visible(p, lim[rs], qi[rs], kj) ? sc[nt][e] * p.scale_log2 : -INFINITY;
+                sc[nt][e] = x;
+                mx[rs] = fmaxf(mx[rs], x);
+            }
+        }
+        float mu[2], alpha[2];
+#pragma unroll
+        for (int rs = 0; rs < 2; rs++) {
+            mx[rs] = fmaxf(mx[rs], __shfl_xor_sync(0xffffffffu, mx[rs], 1));
+            mx[rs] = fmaxf(mx[rs], __shfl_xor_sync(0xffffffffu, mx[rs], 2));
+            mu[rs] = mx[rs] == -INFINITY ? 0.f : mx[rs];
+            alpha[rs] = exp2f(m[rs] - mu[rs]); /* m = -inf (nothing yet) -> 0 */
+            m[rs] = mx[rs];
+            l[rs] *= alpha[rs];
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float pe = exp2f(sc[nt][e] - mu[e >> 1]);
+                sc[nt][e] = pe;
+                l[e >> 1] += pe; /* partial over this thread's columns; summed over the quad at the end */
+            }
+        }
+#pragma unroll
+        for (int nd = 0; nd < ND; nd++) {
+            o[nd][0] *= alpha[0], o[nd][1] *= alpha[0];
+            o[nd][2] *= alpha[1], o[nd][3] *= alpha[1];
+        }
+
+        /* O += P·V: P's accumulators become A fragments; B operand (k = key, n = dim) from V */
+#pragma unroll
+        for (int j = 0; j < MMA_BK / 16; j++) {
+            uint32_t pa[4] = {pack_bf16x2(sc[2 * j][0], sc[2 * j][1]), pack_bf16x2(sc[2 * j][2], sc[2 * j][3]),
+                              pack_bf16x2(sc[2 * j + 1][0], sc[2 * j + 1][1]),
+                              pack_bf16x2(sc[2 * j + 1][2], sc[2 * j + 1][3])};
+            if (LDM) {
+                /* lanes 0-7: keys 16j+0..7 of dim tile nd; 8-15: keys +8..15; 16-31: the same for nd+1 */
+                const int key = 16 * j + ((lane >> 3) & 1) * 8 + (lane & 7);
+#pragma unroll
+                for (int nd = 0; nd < ND; nd += 2) {
+                    uint32_t b[4];
+                    ldmatrix_x4_trans(b, &Vs[key * LDS + (nd + (lane >> 4)) * 8]);
+                    mma16816(o[nd], pa, b[0], b[1]);
+                    mma16816(o[nd + 1], pa, b[2], b[3]);
+                }
+            } else {
+                const int k0 = 16 * j + tig * 2;
+#pragma unroll
+                for (int nd = 0; nd < ND; nd++) {
+                    const int col = nd * 8 + gid;
+                    uint32_t b0 = (uint32_t)Vs[k0 * LDS + col] | ((uint32_t)Vs[(k0 + 1) * LDS + col] << 16);
+                    uint32_t b1 = (uint32_t)Vs[(k0 + 8) * LDS + col] | ((uint32_t)Vs[(k0 + 9) * LDS + col] << 16);
+                    mma16816(o[nd], pa, b0, b1);
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int rs = 0; rs < 2; rs++) {
+        l[rs] += __shfl_xor_sync(0xffffffffu, l[rs], 1);
+        l[rs] += __shfl_xor_sync(0xffffffffu, l[rs], 2);
+    }
+#pragma unroll
+    for (int rs = 0; rs < 2; rs++) {
+        if (!rv[rs]) continue;
+        float inv = l[rs] > 0.f ? 1.f / l[rs] : 0.f;
+        uint16_t *op = p.out + orow[rs] + tig * 2;
+#pragma unroll
+        for (int nd = 0; nd < ND; nd++)
+            *reinterpret_cast<uint32_t *>(op + nd * 8) = pack_bf16x2(o[nd][2 * rs] * inv, o[nd][2 * rs + 1] * inv);
+    }
+}
+
+/* ================================ generic SIMT kernel ======================================== */
+
+#define GEN_THREADS 256
+#define GEN_BK 32
+
+template <int TPR>
+__global__ void __launch_bounds__(GEN_THREADS) attn_generic_kernel(AttnParams p) {
+    constexpr int RB = GEN_THREADS / TPR, HDP = TPR * 8;
+    __shared__ __align__(16) float Ks[GEN_BK][HDP];
+    __shared__ __align__(16) float Vs[GEN_BK][HDP];
+
+    int s, t;
+    block_tile(p, s, t);
+    const int kvh = blockIdx.y;
+    const SeqInfo si = seq_info(p, s);
+    const int rows_total = si.qlen * p.group;
+    const int r0 = t * RB;
+    if (r0 >= rows_total) return;
+
+    const int hd = p.hd;
+    const int sub = threadIdx.x % TPR, d0 = sub * 8;
+    const int r = r0 + threadIdx.x / TPR;
+    const bool valid = r < rows_total;
+    int i = 0, lim = -1;
+    size_t orow = 0;
+    if (valid) {
+        int g = r % p.group;
+        i = r / p.group;
+        lim = row_limit(p, si, i);
+        orow = (size_t)(si.q0 + i) * p.q_stride + (size_t)(kvh * p.group + g) * hd;
+    }
+    const int kend = row_limit(p, si, (min(r0 + RB, rows_total) - 1) / p.group) + 1;
+
+    float q[8], acc[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        q[e] = (valid && d0 + e < hd) ? bf2f(p.q[orow + d0 + e]) : 0.f;
+        acc[e] = 0.f;
+    }
+    float m = -INFINITY, l = 0.f;
+
+    for (int kb = 0; kb < kend; kb += GEN_BK) {
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < GEN_BK * HDP; idx += GEN_THREADS) {
+            int j = idx / HDP, dd = idx % HDP;
+            float kx = 0.f, vx = 0.f;
+            if (kb + j < kend && dd < hd) {
+                size_t g = (size_t)(si.k0 + kb + j) * p.kv_stride + (size_t)kvh * hd + dd;
+                kx = bf2f(p.k[g]);
+                vx = bf2f(p.v[g]);
+            }
+            Ks[j][dd] = kx;
+            Vs[j][dd] = vx;
+        }
+        __syncthreads();
+        const int jn = min(GEN_BK, kend - kb);
+        for (int jc = 0; jc < jn; jc += 8) {
+            float sc[8];
+            float mx = m;
+#pragma unroll
+            for (int jj = 0; jj < 8; jj++) {
+                const float4 *kr = reinterpret_cast<const float4 *>(&Ks[jc + jj][d0]);
+                float4 a = kr[0], b = kr[1];
+                float part = q[0] * a.x + q[1] * a.y + q[2] * a.z + q[3] * a.w + q[4] * b.x + q[5] * b.y +
+                             q[6] * b.z + q[7] * b.w;
+#pragma unroll
+                for (int off = TPR / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+                int kj = kb + jc + jj;
+                sc[jj] = visible(p, lim, i, kj) ? part * p.scale_log2 : -INFINITY;
+                mx = fmaxf(mx, sc[jj]);
+            }
+            float mu = mx == -INFINITY ? 0.f : mx;
+            float alpha = exp2f(m - mu);
+            m = mx;
+            l *= alpha;
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[e] *= alpha;
+#pragma unroll
+            for (int jj = 0; jj < 8; jj++) {
+                float pj = exp2f(sc[jj] - mu);
+                l += pj;
+                const float4 *vr = reinterpret_cast<const float4 *>(&Vs[jc + jj][d0]);
+                float4 a = vr[0], b = vr[1];
+                acc[0] += pj * a.x, acc[1] += pj * a.y, acc[2] += pj * a.z, acc[3] += pj * a.w;
+                acc[4] += pj * b.x, acc[5] += pj * b.y, acc[6] += pj * b.z, acc[7] += pj * b.w;
+            }
+        }
+    }
+    if (!valid) return;
+    float inv = l > 0.f ? 1.f / l : 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+        if (d0 + e < hd) p.out[orow + d0 + e] = f2bf(acc[e] * inv);
+}
+
+/* ================================ launch ===================================================== */
+
+static int pow2_at_least(int x) {
+    int v = 1;
+    while (v < x) v <<= 1;
+    return v;
+}
+
+static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q) {
+    const int hd = p.hd;
+    CHECK(hd >= 1 && hd <= 128);
+    CHECK(p.kv_heads >= 1 && p.heads % p.kv_heads == 0);
+    const long long rows_max = (long long)max_q * p.group;
+    bool mma_ok = (hd == 64 || hd == 128) && aligned16(p.k) && aligned16(p.v) && p.kv_stride % 8 == 0 &&
+                  ((uintptr_t)p.q & 3) == 0 && ((uintptr_t)p.out & 3) == 0;
+    int impl = c->attn_impl;
+    if (impl == 0) impl = mma_ok ? 3 : 1;
+    if (impl >= 2 && !mma_ok) impl = 1;
+
+    if (impl == 1) {
+        int tpr = pow2_at_least((hd + 7) / 8);
+        int rb = GEN_THREADS / tpr;
+        p.tiles_per_seq = ceil_div(rows_max, rb);
+        long long blocks = (long long)n_seqs * p.tiles_per_seq;
+        CHECK(blocks < (1LL << 31));
+        dim3 grid((unsigned)blocks, p.kv_heads);
+        switch (tpr) {
+        case 1: attn_generic_kernel<1><<<grid, GEN_THREADS, 0, c->stream>>>(p); break;
+        case 2: attn_generic_kernel<2><<<grid, GEN_THREADS, 0, c->stream>>>(p); break;
+        case 4: attn_generic_kernel<4><<<grid, GEN_THREADS, 0, c->stream>>>(p); break;
+        case 8: attn_generic_kernel<8><<<grid, GEN_THREADS, 0, c->stream>>>(p); break;
+        default: attn_generic_kernel<16><<<grid, GEN_THREADS, 0, c->stream>>>(p); break;
+        }
+    } else {
+        p.tiles_per_seq = ceil_div(rows_max, MMA_BQ);
+        long long blocks = (long long)n_seqs * p.tiles_per_seq;
+        CHECK(blocks < (1LL << 31));
+        dim3 grid((unsigned)blocks, p.kv_heads);
+        if (hd == 64) {
+            if (impl == 3)
+                attn_mma_kernel<64, true><<<grid, 128, 0, c->stream>>>(p);
+            else
+                attn_mma_kernel<64, false><<<grid, 128, 0, c->stream>>>(p);
+        } else {
+            if (impl == 3)
+                attn_mma_kernel<128, true><<<grid, 128, 0, c->stream>>>(p);
+            else
+                attn_mma_kernel<128, false><<<grid, 128, 0, c->stream>>>(p);
+        }
+    }
+    LAUNCH_CHECK();
+}
+
+extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
+                               const int *k_start, int n_seqs, int max_q, int heads, int kv_heads, int hd,
+                               int kv_stride, int causal, float scale) {
+    if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
+    ctx_use(c);
+    AttnParams p = {};
+    p.out = out, p.q = q, p.k = k, p.v = v;
+    p.q_start = q_start, p.k_start = k_start;
+    p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
+    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
+    p.mode = causal ? ATT_CAUSAL : ATT_FULL;
+    p.scale_log2 = scale * 1.4426950408889634f;
+    attention_launch(c, p, n_seqs, max_q);
+}
+
+extern "C" void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int n_q,
+                                    int n_prefix, const int *parent, int heads, int kv_heads, int hd, int kv_stride,
+                                    float scale) {
+    if (n_q <= 0 || heads <= 0) return;
+    ctx_use(c);
+    AttnParams p = {};
+    p.out = out, p.q = q, p.k = k, p.v = v;
+    p.parent = parent, p.tree_nq = n_q, p.tree_nprefix = n_prefix;
+    p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
+    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
+    p.mode = ATT_TREE;
+    p.scale_log2 = scale * 1.4426950408889634f;
+    attention_launch(c, p, 1, n_q);
+}

@@ -1,0 +1,206 @@
+/* gemm.cu — the linear layers: out (n, d_out) = x (n, d_in) · w (d_out, d_in)ᵀ + b, row-major,
+ * bf16 in, fp32 accumulate, bf16 (cuda_linear) or fp32 (cuda_linear_f32out) out, through cuBLASLt
+ * with the bias folded into the epilogue.
+ *
+ * Row-major to cuBLASLt's column-major: the row-major out (n, d_out) is the column-major
+ * (d_out, n) matrix D = op(A)·B with A = w seen column-major as (d_in, d_out), op = transpose, and
+ * B = x seen column-major as (d_in, n). The bias epilogue adds a vector of length d_out (= rows of
+ * D) to every column, which is exactly "+ b per output feature".
+ *
+ * Owns: the per-context plan cache (matmul descriptor, layouts, heuristic algo) keyed by shape,
+ *   variant and pointer alignment, LRU-evicted, so a repeated shape never re-queries the heuristic.
+ * Fallback: when cuBLASLt offers no algorithm (odd alignment on some versions) or a bias pointer
+ *   is not 16-byte aligned, a plain tiled SIMT kernel (correct, slow) or a separate bias pass runs.
+ * Never: allocates device memory (the workspace is the context's).
+ */
+#include <string.h>
+
+#include "backend/cuda/common.cuh"
+
+static int align_class(const void *p, size_t ld_bytes) {
+    uintptr_t a = (uintptr_t)p | (uintptr_t)ld_bytes;
+    int v = 256;
+    while (v > 2 && (a & (uintptr_t)(v - 1))) v >>= 1;
+    return v;
+}
+
+static void plan_destroy(gemm_plan *p) {
+    if (!p->used) return;
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->lw) cublasLtMatrixLayoutDestroy(p->lw);
+    if (p->lx) cublasLtMatrixLayoutDestroy(p->lx);
+    if (p->lo) cublasLtMatrixLayoutDestroy(p->lo);
+    memset(p, 0, sizeof *p);
+}
+
+void gemm_cache_free(cuda_ctx *c) {
+    for (int i = 0; i < GEMM_CACHE_N; i++) plan_destroy(&c->plans[i]);
+}
+
+static gemm_plan *plan_get(cuda_ctx *c, int n, int d_in, int d_out, int out_f32, int has_bias, int ax, int aw,
+                           int ao) {
+    gemm_plan *victim = &c->plans[0];
+    c->plan_clock++;
+    for (int i = 0; i < GEMM_CACHE_N; i++) {
+        gemm_plan *p = &c->plans[i];
+        if (p->used && p->n == n && p->d_in == d_in && p->d_out == d_out && p->out_f32 == out_f32 &&
+            p->has_bias == has_bias && p->align_x == ax && p->align_w == aw && p->align_o == ao) {
+            p->last_use = c->plan_clock;
+            return p;
+        }
+        if (!p->used) {
+            if (victim->used) victim = p;
+        } else if (victim->used && p->last_use < victim->last_use) {
+            victim = p;
+        }
+    }
+    gemm_plan *p = victim;
+    plan_destroy(p);
+    p->used = 1;
+    p->n = n, p->d_in = d_in, p->d_out = d_out, p->out_f32 = out_f32, p->has_bias = has_bias;
+    p->align_x = ax, p->align_w = aw, p->align_o = ao;
+    p->last_use = c->plan_clock;
+
+    cudaDataType_t otype = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (has_bias) {
+        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t bt = CUDA_R_16BF;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lw, CUDA_R_16BF, (uint64_t)d_in, (uint64_t)d_out, (int64_t)d_in));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lx, CUDA_R_16BF, (uint64_t)d_in, (uint64_t)n, (int64_t)d_in));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lo, otype, (uint64_t)d_out, (uint64_t)n, (int64_t)d_out));
+
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = c->workspace_bytes;
+    uint32_t a_w = (uint32_t)aw, a_x = (uint32_t)ax, a_o = (uint32_t)ao;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a_w, sizeof a_w));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &a_x, sizeof a_x));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &a_o, sizeof a_o));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &a_o, sizeof a_o));
+    cublasLtMatmulHeuristicResult_t res;
+    int count = 0;
+    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->lw, p->lx, p->lo, p->lo, pref, 1, &res, &count);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (s != CUBLAS_STATUS_SUCCESS || count < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
+        p->fallback = 1;
+    } else {
+        p->algo = res.algo;
+    }
+    return p;
+}
+
+/* ---- SIMT fallback: 64x64 output tile, 256 threads, 4x4 outputs each, fp32 accumulate --------- */
+#define FB_T 64
+#define FB_K 16
+template <typename OutT>
+__global__ void __launch_bounds__(256)
+    gemm_fallback_kernel(OutT *out, const uint16_t *x, const uint16_t *w, const uint16_t *b, int n, int d_in, int d_out) {
+    __shared__ float xs[FB_K][FB_T + 1], ws[FB_K][FB_T + 1];
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    int row0 = blockIdx.y * FB_T, col0 = blockIdx.x * FB_T;
+    float acc[4][4] = {};
+    for (int k0 = 0; k0 < d_in; k0 += FB_K) {
+        for (int i = threadIdx.x; i < FB_T * FB_K; i += 256) {
+            int r = i / FB_K, kk = i % FB_K;
+            int gk = k0 + kk;
+            xs[kk][r] = (row0 + r < n && gk < d_in) ? bf2f(x[(size_t)(row0 + r) * d_in + gk]) : 0.f;
+            ws[kk][r] = (col0 + r < d_out && gk < d_in) ? bf2f(w[(size_t)(col0 + r) * d_in + gk]) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < FB_K; kk++) {
+            float a[4], bb[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) a[i] = xs[kk][ty + 16 * i], bb[i] = ws[kk][tx + 16 * i];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * bb[j];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int r = row0 + ty + 16 * i, o = col0 + tx + 16 * j;
+            if (r < n && o < d_out) {
+                float v = acc[i][j] + (b ? bf2f(b[o]) : 0.f);
+                if constexpr (sizeof(OutT) == 4)
+                    out[(size_t)r * d_out + o] = v;
+                else
+                    out[(size_t)r * d_out + o] = f2bf(v);
+            }
+        }
+}
+
+__global__ void add_bias_kernel(uint16_t *out, const uint16_t *b, int n, int d_out) {
+    size_t total = (size_t)n * d_out;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = f2bf(bf2f(out[i]) + bf2f(b[i % d_out]));
+}
+
+static void linear_any(cuda_ctx *c, void *out, int out_f32, const bf16 *x, const bf16 *w, const bf16 *b, int n,
+                       int d_in, int d_out) {
+    if (n <= 0 || d_out <= 0) return;
+    ctx_use(c);
+    if (d_in <= 0) { /* empty contraction: out = b (or 0) */
+        CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)n * d_out * (out_f32 ? 4 : 2), c->stream));
+        if (b && !out_f32) {
+            add_bias_kernel<<<grid_for((size_t)n * d_out, 256, c), 256, 0, c->stream>>>((uint16_t *)out, b, n, d_out);
+            LAUNCH_CHECK();
+        }
+        return;
+    }
+    size_t esz = out_f32 ? 4 : 2;
+    int ax = align_class(x, (size_t)d_in * 2), aw = align_class(w, (size_t)d_in * 2);
+    int ao = align_class(out, (size_t)d_out * esz);
+    int bias_epi = b && aligned16(b);
+    gemm_plan *p = plan_get(c, n, d_in, d_out, out_f32, bias_epi, ax, aw, ao);
+    int done = 0;
+    if (!p->fallback) {
+        if (bias_epi)
+            CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
+        const float alpha = 1.f, beta = 0.f;
+        cublasStatus_t s = cublasLtMatmul(c->lt, p->op, &alpha, w, p->lw, x, p->lx, &beta, out, p->lo, out, p->lo,
+                                          &p->algo, c->workspace, c->workspace_bytes, c->stream);
+        if (s == CUBLAS_STATUS_SUCCESS) {
+            done = 1;
+        } else if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) {
+            p->fallback = 1; /* remember: this shape/alignment runs the SIMT kernel from now on */
+        } else {
+            CUBLAS_CHECK(s);
+        }
+    }
+    if (done) {
+        if (b && !bias_epi) {
+            add_bias_kernel<<<grid_for((size_t)n * d_out, 256, c), 256, 0, c->stream>>>((uint16_t *)out, b, n, d_out);
+            LAUNCH_CHECK();
+        }
+        return;
+    }
+    dim3 grid(ceil_div(d_out, FB_T), ceil_div(n, FB_T));
+    CHECK(grid.y <= 65535);
+    if (out_f32)
+        gemm_fallback_kernel<float><<<grid, 256, 0, c->stream>>>((float *)out, x, w, b, n, d_in, d_out);
+    else
+        gemm_fallback_kernel<uint16_t><<<grid, 256, 0, c->stream>>>((uint16_t *)out, x, w, b, n, d_in, d_out);
+    LAUNCH_CHECK();
+}
+
+extern "C" void cuda_linear(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n, int d_in,
+                            int d_out) {
+    linear_any(c, out, 0, x, w, b, n, d_in, d_out);
+}
+
+extern "C" void cuda_linear_f32out(cuda_ctx *c, float *out, const bf16 *x, const bf16 *w, int n, int d_in, int d_out) {
+    linear_any(c, out, 1, x, w, NULL, n, d_in, d_out);
+}

@@ -1,0 +1,157 @@
+/* norms.cu — LayerNorm, RMSNorm and the fused residual add + RMSNorm over the last dim of
+ * (n, d) bf16 rows, fp32 statistics.
+ *
+ * One warp per row (8 rows per 256-thread block). When d % 8 == 0 and every pointer is 16-byte
+ * aligned each lane moves 8 values per 16-byte access; otherwise a scalar loop does the same math.
+ * The row is read once for the statistics and again (from L1/L2) for the output, so out may alias x:
+ * every element is read and then written by the same lane.
+ * Twins: cpu_layernorm, cpu_rmsnorm (+ a residual add) in backend/cpu/ops.c.
+ */
+#include "backend/cuda/common.cuh"
+
+#define ROWS_PER_BLOCK 8
+
+/* LayerNorm: two-pass mean / centered variance (biased, as torch), then affine. */
+template <bool VEC>
+__global__ void __launch_bounds__(256)
+    layernorm_kernel(uint16_t *out, const uint16_t *x, const uint16_t *w, const uint16_t *b, int n, int d, float eps) {
+    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= n) return;
+    const uint16_t *xr = x + (size_t)row * d;
+    uint16_t *orow = out + (size_t)row * d;
+    float s = 0.f;
+    if (VEC) {
+        for (int k = lane * 8; k < d; k += 256) {
+            float f[8];
+            load8(f, xr + k);
+#pragma unroll
+            for (int i = 0; i < 8; i++) s += f[i];
+        }
+    } else {
+        for (int k = lane; k < d; k += 32) s += bf2f(xr[k]);
+    }
+    float mean = warp_sum(s) / d;
+    float v = 0.f;
+    if (VEC) {
+        for (int k = lane * 8; k < d; k += 256) {
+            float f[8];
+            load8(f, xr + k);
+#pragma unroll
+            for (int i = 0; i < 8; i++) v += (f[i] - mean) * (f[i] - mean);
+        }
+    } else {
+        for (int k = lane; k < d; k += 32) {
+            float t = bf2f(xr[k]) - mean;
+            v += t * t;
+        }
+    }
+    float rstd = rsqrtf(warp_sum(v) / d + eps);
+    if (VEC) {
+        for (int k = lane * 8; k < d; k += 256) {
+            float f[8], g[8], bb[8];
+            load8(f, xr + k);
+            load8(g, w + k);
+            if (b)
+                load8(bb, b + k);
+            else
+#pragma unroll
+                for (int i = 0; i < 8; i++) bb[i] = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) f[i] = (f[i] - mean) * rstd * g[i] + bb[i];
+            store8(orow + k, f);
+        }
+    } else {
+        for (int k = lane; k < d; k += 32)
+            orow[k] = f2bf((bf2f(xr[k]) - mean) * rstd * bf2f(w[k]) + (b ? bf2f(b[k]) : 0.f));
+    }
+}
+
+/* RMSNorm, optionally after the residual add x += r (x is updated in bf16 and the statistics are
+ * taken over the stored, rounded sum — the value the next residual add will read). */
+template <bool VEC, bool ADD>
+__global__ void __launch_bounds__(256)
+    rmsnorm_kernel(uint16_t *out, uint16_t *x, const uint16_t *r, const uint16_t *w, int n, int d, float eps) {
+    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= n) return;
+    uint16_t *xr = x + (size_t)row * d;
+    const uint16_t *rr = ADD ? r + (size_t)row * d : nullptr;
+    uint16_t *orow = out + (size_t)row * d;
+    float ss = 0.f;
+    if (VEC) {
+        for (int k = lane * 8; k < d; k += 256) {
+            float f[8];
+            load8(f, xr + k);
+            if (ADD) {
+                float g[8];
+                load8(g, rr + k);
+#pragma unroll
+                for (int i = 0; i < 8; i++) f[i] = bf2f(f2bf(f[i] + g[i]));
+                store8(xr + k, f);
+            }
+#pragma unroll
+            for (int i = 0; i < 8; i++) ss += f[i] * f[i];
+        }
+    } else {
+        for (int k = lane; k < d; k += 32) {
+            float f = bf2f(xr[k]);
+            if (ADD) {
+                uint16_t h = f2bf(f + bf2f(rr[k]));
+                xr[k] = h;
+                f = bf2f(h);
+            }
+            ss += f * f;
+        }
+    }
+    float rinv = rsqrtf(warp_sum(ss) / d + eps);
+    if (VEC) {
+        for (int k = lane * 8; k < d; k += 256) {
+            float f[8], g[8];
+            load8(f, xr + k);
+            load8(g, w + k);
+#pragma unroll
+            for (int i = 0; i < 8; i++) f[i] = g[i] * (f[i] * rinv);
+            store8(orow + k, f);
+        }
+    } else {
+        for (int k = lane; k < d; k += 32) orow[k] = f2bf(bf2f(w[k]) * (bf2f(xr[k]) * rinv));
+    }
+}
+
+extern "C" void cuda_layernorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n, int d,
+                               float eps) {
+    if (n <= 0 || d <= 0) return;
+    ctx_use(c);
+    bool vec = d % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w) && (!b || aligned16(b));
+    int grid = ceil_div(n, ROWS_PER_BLOCK);
+    if (vec)
+        layernorm_kernel<true><<<grid, 256, 0, c->stream>>>(out, x, w, b, n, d, eps);
+    else
+        layernorm_kernel<false><<<grid, 256, 0, c->stream>>>(out, x, w, b, n, d, eps);
+    LAUNCH_CHECK();
+}
+
+extern "C" void cuda_rmsnorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, int n, int d, float eps) {
+    if (n <= 0 || d <= 0) return;
+    ctx_use(c);
+    bool vec = d % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w);
+    int grid = ceil_div(n, ROWS_PER_BLOCK);
+    /* x is only read when ADD is false; the cast keeps one kernel for both forms */
+    if (vec)
+        rmsnorm_kernel<true, false><<<grid, 256, 0, c->stream>>>(out, (uint16_t *)x, nullptr, w, n, d, eps);
+    else
+        rmsnorm_kernel<false, false><<<grid, 256, 0, c->stream>>>(out, (uint16_t *)x, nullptr, w, n, d, eps);
+    LAUNCH_CHECK();
+}
+
+extern "C" void cuda_add_rmsnorm(cuda_ctx *c, bf16 *out, bf16 *x, const bf16 *r, const bf16 *w, int n, int d,
+                                 float eps) {
+    if (n <= 0 || d <= 0) return;
+    ctx_use(c);
+    bool vec = d % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(r) && aligned16(w);
+    int grid = ceil_div(n, ROWS_PER_BLOCK);
+    if (vec)
+        rmsnorm_kernel<true, true><<<grid, 256, 0, c->stream>>>(out, x, r, w, n, d, eps);
+    else
+        rmsnorm_kernel<false, true><<<grid, 256, 0, c->stream>>>(out, x, r, w, n, d, eps);
+    LAUNCH_CHECK();
+}

@@ -1,0 +1,923 @@
+/* tests/cuda/test_ops.c — every CUDA op against its CPU twin (backend/cpu/ops.c) on random inputs.
+ *
+ * Build and run on a GPU machine:   make cuda-test && build/tests/cuda_test_ops [--no-bench]
+ * Inputs are drawn in fp32, rounded to bf16, and the same rounded values feed both backends.
+ * Each op+shape prints one line, PASS or FAIL, with the relative error ||gpu - cpu|| / ||cpu||
+ * (bound 1e-2) and, on failure, the first element that disagrees (index, gpu value, reference) and
+ * the first NaN. Outputs are poisoned with NaN bit patterns (0xFF bytes) before each call, so an
+ * element the kernel forgot to write shows up as NaN; a guard band after each output must stay
+ * untouched. Attention runs once per kernel variant (auto, generic, mma-plain: LLAVA_CUDA_ATTN).
+ * The bench section times GEMM and attention at Mistral-7B / CLIP-L sizes and prints TFLOP/s.
+ * The last line is "RESULT <passed> <failed>". Without a GPU it runs the host-side self-checks only.
+ * Not a tests/test_*.c on purpose: CI has nvcc but no GPU.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/cpu/ops.h"
+#include "backend/cuda/cuda_ops.h"
+
+static int n_pass, n_fail;
+
+/* ---- host helpers ------------------------------------------------------------------------------ */
+
+static uint64_t rng_s = 0x243F6A8885A308D3ull;
+static uint64_t rnd_u64(void) {
+    uint64_t z = (rng_s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static double rnd_unif(void) { return (double)(rnd_u64() >> 11) * (1.0 / 9007199254740992.0); }
+static float rnd_normal(void) {
+    double u = rnd_unif(), v = rnd_unif();
+    if (u < 1e-300) u = 1e-300;
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+static int rnd_int(int n) { return (int)(rnd_u64() % (uint64_t)n); }
+
+static uint16_t h_f2bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float h_bf2f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static float bfr(float f) { return h_bf2f(h_f2bf(f)); }
+
+static void *xmalloc_t(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "test: out of host memory (%zu bytes)\n", n);
+        exit(2);
+    }
+    return p;
+}
+
+/* n normal values × scale, rounded to bf16 */
+static float *rand_vec(size_t n, float scale) {
+    float *f = xmalloc_t(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) f[i] = bfr(rnd_normal() * scale);
+    return f;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* ---- comparison -------------------------------------------------------------------------------- */
+
+/* Relative error ||gpu - ref|| / ||ref||; NaN/inf anywhere fails. cols > 0 prints [row, col]. */
+static int check(const char *op, const char *shape, const float *gpu, const float *ref, size_t n, size_t cols,
+                 double tol) {
+    double se = 0, sr = 0, maxabs = 0;
+    size_t n_bad = 0, first_nan = (size_t)-1, worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double g = gpu[i], r = ref[i];
+        if (!isfinite(g)) {
+            if (first_nan == (size_t)-1) first_nan = i;
+            n_bad++;
+            continue;
+        }
+        double d = g - r;
+        se += d * d;
+        sr += r * r;
+        if (fabs(d) > maxabs) maxabs = fabs(d), worst = i;
+    }
+    double rel = sr > 0 ? sqrt(se / sr) : sqrt(se);
+    int ok = n_bad == 0 && rel <= tol;
+    if (ok) {
+        n_pass++;
+        printf("PASS %-18s %-52s rel=%.2e maxabs=%.2e\n", op, shape, rel, maxabs);
+    } else {
+        n_fail++;
+        printf("FAIL %-18s %-52s rel=%.2e (tol %.0e) non-finite=%zu of %zu\n", op, shape, rel, tol, n_bad, n);
+        double rms = n ? sqrt(sr / (double)n) : 0;
+        for (size_t i = 0; i < n; i++) {
+            double d = fabs((double)gpu[i] - ref[i]);
+            if (!isfinite(gpu[i]) || d > 0.05 * rms + 0.02 * fabs(ref[i])) {
+                if (cols)
+                    printf("     first mismatch at [%zu, %zu] (flat %zu): gpu=%.6g ref=%.6g\n", i / cols, i % cols, i,
+                           gpu[i], ref[i]);
+                else
+                    printf("     first mismatch at [%zu]: gpu=%.6g ref=%.6g\n", i, gpu[i], ref[i]);
+                break;
+            }
+        }
+        if (first_nan != (size_t)-1) {
+            if (cols)
+                printf("     first non-finite at [%zu, %zu]: gpu=%g ref=%.6g (unwritten output stays NaN)\n",
+                       first_nan / cols, first_nan % cols, gpu[first_nan], ref[first_nan]);
+            else
+                printf("     first non-finite at [%zu]: gpu=%g ref=%.6g\n", first_nan, gpu[first_nan], ref[first_nan]);
+        }
+        printf("     largest difference at [%zu]: gpu=%.6g ref=%.6g\n", worst, gpu[worst], ref[worst]);
+    }
+    fflush(stdout);
+    return ok;
+}
+
+static void expect(int cond, const char *op, const char *shape, const char *what) {
+    if (cond) {
+        n_pass++;
+        printf("PASS %-18s %-52s %s\n", op, shape, what);
+    } else {
+        n_fail++;
+        printf("FAIL %-18s %-52s %s\n", op, shape, what);
+    }
+    fflush(stdout);
+}
+
+/* ---- device helpers ---------------------------------------------------------------------------- */
+
+#define GUARD 256 /* bytes after every output buffer that must stay 0xFF */
+
+static cuda_ctx *C; /* the main (auto) context: uploads, downloads and every non-attention op */
+
+static void *dmalloc(size_t bytes) {
+    llava_err err;
+    void *p = cuda_malloc(bytes + GUARD, "test buffer", &err);
+    if (!p) {
+        fprintf(stderr, "test: %s\n", err.msg);
+        exit(2);
+    }
+    return p;
+}
+static void *up_bf16(const float *f, size_t n) {
+    uint16_t *h = xmalloc_t(n * 2);
+    for (size_t i = 0; i < n; i++) h[i] = h_f2bf(f[i]);
+    void *d = dmalloc(n * 2);
+    cuda_upload(C, d, h, n * 2);
+    cuda_sync(C);
+    free(h);
+    return d;
+}
+static void *up_bytes(const void *h, size_t bytes) {
+    void *d = dmalloc(bytes);
+    cuda_upload(C, d, h, bytes);
+    cuda_sync(C);
+    return d;
+}
+/* output buffer: bytes of NaN poison followed by the guard band */
+static void *out_buf(size_t bytes) {
+    void *d = dmalloc(bytes);
+    cuda_memset(C, d, 0xFF, bytes + GUARD);
+    return d;
+}
+static void poison(void *d, size_t bytes) { cuda_memset(C, d, 0xFF, bytes + GUARD); }
+static float *down_bf16(const void *d, size_t n) {
+    float *f = xmalloc_t(n * sizeof(float));
+    cuda_download_bf16_as_f32(C, f, d, n);
+    return f;
+}
+static float *down_f32(const void *d, size_t n) {
+    float *f = xmalloc_t(n * sizeof(float));
+    cuda_download(C, f, d, n * sizeof(float));
+    return f;
+}
+static int guard_intact(const void *d, size_t bytes) {
+    unsigned char g[GUARD];
+    cuda_download(C, g, (const char *)d + bytes, GUARD);
+    for (int i = 0; i < GUARD; i++)
+        if (g[i] != 0xFF) return 0;
+    return 1;
+}
+static void check_guard(const char *op, const char *shape, const void *d, size_t bytes) {
+    if (!guard_intact(d, bytes)) expect(0, op, shape, "wrote past the end of its output (guard band changed)");
+}
+
+/* ---- ops ---------------------------------------------------------------------------------------- */
+
+static void test_linear(int n, int din, int dout, int bias, int f32out) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d %d->%d%s", n, din, dout, bias ? " +bias" : "");
+    const char *op = f32out ? "linear_f32out" : "linear";
+    float *x = rand_vec((size_t)n * din, 1.f), *w = rand_vec((size_t)dout * din, 0.05f);
+    float *b = bias ? rand_vec(dout, 0.5f) : NULL;
+    float *ref = xmalloc_t((size_t)n * dout * sizeof(float));
+    cpu_linear(ref, x, w, b, n, din, dout);
+    void *dx = up_bf16(x, (size_t)n * din), *dw = up_bf16(w, (size_t)dout * din), *db = b ? up_bf16(b, dout) : NULL;
+    size_t ob = (size_t)n * dout * (f32out ? 4 : 2);
+    void *dout_ = out_buf(ob);
+    if (f32out)
+        cuda_linear_f32out(C, dout_, dx, dw, n, din, dout);
+    else
+        cuda_linear(C, dout_, dx, dw, db, n, din, dout);
+    float *g = f32out ? down_f32(dout_, (size_t)n * dout) : down_bf16(dout_, (size_t)n * dout);
+    check(op, shape, g, ref, (size_t)n * dout, dout, 1e-2);
+    check_guard(op, shape, dout_, ob);
+    /* second call of the same shape: the cached plan path */
+    poison(dout_, ob);
+    if (f32out)
+        cuda_linear_f32out(C, dout_, dx, dw, n, din, dout);
+    else
+        cuda_linear(C, dout_, dx, dw, db, n, din, dout);
+    float *g2 = f32out ? down_f32(dout_, (size_t)n * dout) : down_bf16(dout_, (size_t)n * dout);
+    strncat(shape, " (cached)", sizeof shape - strlen(shape) - 1);
+    check(op, shape, g2, ref, (size_t)n * dout, dout, 1e-2);
+    free(x), free(w), free(b), free(ref), free(g), free(g2);
+    cuda_free(dx), cuda_free(dw), cuda_free(db), cuda_free(dout_);
+}
+
+static void test_layernorm(int n, int d, int bias, int alias) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d d=%d%s%s", n, d, bias ? "" : " no-bias", alias ? " out=x" : "");
+    size_t N = (size_t)n * d;
+    float *x = rand_vec(N, 2.f), *w = rand_vec(d, 1.f), *b = bias ? rand_vec(d, 0.5f) : NULL;
+    for (size_t i = 0; i < N; i++) x[i] = bfr(x[i] + 0.7f); /* a non-zero mean */
+    float *ref = xmalloc_t(N * sizeof(float));
+    cpu_layernorm(ref, x, w, b, n, d, 1e-5f);
+    void *dx = up_bf16(x, N), *dw = up_bf16(w, d), *db = b ? up_bf16(b, d) : NULL;
+    void *dout_ = alias ? dx : out_buf(N * 2);
+    cuda_layernorm(C, dout_, dx, dw, db, n, d, 1e-5f);
+    float *g = down_bf16(dout_, N);
+    check("layernorm", shape, g, ref, N, d, 1e-2);
+    if (!alias) check_guard("layernorm", shape, dout_, N * 2);
+    free(x), free(w), free(b), free(ref), free(g);
+    cuda_free(dx), cuda_free(dw), cuda_free(db);
+    if (!alias) cuda_free(dout_);
+}
+
+static void test_rmsnorm(int n, int d, int alias) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d d=%d%s", n, d, alias ? " out=x" : "");
+    size_t N = (size_t)n * d;
+    float *x = rand_vec(N, 3.f), *w = rand_vec(d, 1.f);
+    float *ref = xmalloc_t(N * sizeof(float));
+    cpu_rmsnorm(ref, x, w, n, d, 1e-5f);
+    void *dx = up_bf16(x, N), *dw = up_bf16(w, d);
+    void *dout_ = alias ? dx : out_buf(N * 2);
+    cuda_rmsnorm(C, dout_, dx, dw, n, d, 1e-5f);
+    float *g = down_bf16(dout_, N);
+    check("rmsnorm", shape, g, ref, N, d, 1e-2);
+    if (!alias) check_guard("rmsnorm", shape, dout_, N * 2);
+    free(x), free(w), free(ref), free(g);
+    cuda_free(dx), cuda_free(dw);
+    if (!alias) cuda_free(dout_);
+}
+
+static void test_add_rmsnorm(int n, int d) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d d=%d", n, d);
+    size_t N = (size_t)n * d;
+    float *x = rand_vec(N, 2.f), *r = rand_vec(N, 1.f), *w = rand_vec(d, 1.f);
+    float *sum = xmalloc_t(N * sizeof(float)), *ref = xmalloc_t(N * sizeof(float));
+    for (size_t i = 0; i < N; i++) sum[i] = x[i] + r[i];
+    cpu_rmsnorm(ref, sum, w, n, d, 1e-6f);
+    void *dx = up_bf16(x, N), *dr = up_bf16(r, N), *dw = up_bf16(w, d), *dout_ = out_buf(N * 2);
+    cuda_add_rmsnorm(C, dout_, dx, dr, dw, n, d, 1e-6f);
+    float *gx = down_bf16(dx, N), *g = down_bf16(dout_, N);
+    check("add_rmsnorm.x", shape, gx, sum, N, d, 1e-2);
+    check("add_rmsnorm.out", shape, g, ref, N, d, 1e-2);
+    check_guard("add_rmsnorm", shape, dout_, N * 2);
+    free(x), free(r), free(w), free(sum), free(ref), free(gx), free(g);
+    cuda_free(dx), cuda_free(dr), cuda_free(dw), cuda_free(dout_);
+}
+
+static void test_add(size_t n, int offset) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%zu%s", n, offset ? " unaligned" : "");
+    /* offset 1: the op sees x + 1, r + 1 (2-byte aligned), exercising the scalar path */
+    float *x = rand_vec(n + 1, 1.f), *r = rand_vec(n + 1, 1.f), *ref = xmalloc_t((n + 1) * sizeof(float));
+    for (size_t i = 0; i < n + 1; i++) ref[i] = bfr(x[i] + r[i]);
+    void *dx = up_bf16(x, n + 1), *dr = up_bf16(r, n + 1);
+    cuda_add(C, (uint16_t *)dx + offset, (uint16_t *)dr + offset, n);
+    float *g = down_bf16(dx, n + 1);
+    size_t outside = offset ? 0 : n;
+    expect(g[outside] == x[outside], "add", shape, "element outside the range untouched");
+    check("add", shape, g + offset, ref + offset, n, 0, 1e-2);
+    free(x), free(r), free(ref), free(g);
+    cuda_free(dx), cuda_free(dr);
+}
+
+enum { A_GELU, A_GELU_TANH, A_QUICK };
+static void test_act(int kind, size_t n, int offset) {
+    static const char *names[] = {"gelu", "gelu_tanh", "quick_gelu"};
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%zu%s", n, offset ? " unaligned" : "");
+    float *x = rand_vec(n + 1, 2.5f), *ref = xmalloc_t((n + 1) * sizeof(float));
+    memcpy(ref, x, (n + 1) * sizeof(float));
+    if (kind == A_GELU) cpu_gelu(ref, n + 1);
+    if (kind == A_GELU_TANH) cpu_gelu_tanh(ref, n + 1);
+    if (kind == A_QUICK) cpu_quick_gelu(ref, n + 1);
+    void *dx = up_bf16(x, n + 1);
+    uint16_t *p = (uint16_t *)dx + (offset ? 1 : 0);
+    if (kind == A_GELU) cuda_gelu(C, p, n);
+    if (kind == A_GELU_TANH) cuda_gelu_tanh(C, p, n);
+    if (kind == A_QUICK) cuda_quick_gelu(C, p, n);
+    float *g = down_bf16(dx, n + 1);
+    /* the element outside [p, p + n) must be unchanged */
+    size_t outside = offset ? 0 : n;
+    expect(g[outside] == x[outside], names[kind], shape, "element outside the range untouched");
+    check(names[kind], shape, g + (offset ? 1 : 0), ref + (offset ? 1 : 0), n, 0, 1e-2);
+    free(x), free(ref), free(g);
+    cuda_free(dx);
+}
+
+static void test_swiglu(int n, int I) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d I=%d", n, I);
+    size_t N = (size_t)n * I;
+    float *gu = rand_vec(N * 2, 2.f), *gate = xmalloc_t(N * sizeof(float)), *up = xmalloc_t(N * sizeof(float));
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < I; j++) {
+            gate[(size_t)i * I + j] = gu[(size_t)i * 2 * I + j];
+            up[(size_t)i * I + j] = gu[(size_t)i * 2 * I + I + j];
+        }
+    cpu_silu_mul(gate, up, N);
+    void *dgu = up_bf16(gu, N * 2), *dout_ = out_buf(N * 2);
+    cuda_swiglu(C, dout_, dgu, n, I);
+    float *g = down_bf16(dout_, N);
+    check("swiglu", shape, g, gate, N, I, 1e-2);
+    check_guard("swiglu", shape, dout_, N * 2);
+    free(gu), free(gate), free(up), free(g);
+    cuda_free(dgu), cuda_free(dout_);
+}
+
+enum { R_EMBED, R_SCATTER, R_GATHER };
+static void test_rows(int kind, int n, int d, int n_src_rows, int n_dst_rows) {
+    static const char *names[] = {"embed", "scatter_rows", "gather_rows"};
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d d=%d src_rows=%d dst_rows=%d", n, d, n_src_rows, n_dst_rows);
+    float *src = rand_vec((size_t)n_src_rows * d, 1.f), *dst0 = rand_vec((size_t)n_dst_rows * d, 1.f);
+    int *idx = xmalloc_t((size_t)n * sizeof(int));
+    if (kind == R_SCATTER) { /* distinct destinations: a random subset of rows */
+        int *perm = xmalloc_t((size_t)n_dst_rows * sizeof(int));
+        for (int i = 0; i < n_dst_rows; i++) perm[i] = i;
+        for (int i = n_dst_rows - 1; i > 0; i--) {
+            int j = rnd_int(i + 1), t = perm[i];
+            perm[i] = perm[j], perm[j] = t;
+        }
+        memcpy(idx, perm, (size_t)n * sizeof(int));
+        free(perm);
+    } else {
+        for (int i = 0; i < n; i++) idx[i] = rnd_int(n_src_rows);
+    }
+    float *ref = xmalloc_t((size_t)n_dst_rows * d * sizeof(float));
+    memcpy(ref, dst0, (size_t)n_dst_rows * d * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        int dr = kind == R_SCATTER ? idx[i] : i, sr = kind == R_SCATTER ? i : idx[i];
+        memcpy(ref + (size_t)dr * d, src + (size_t)sr * d, (size_t)d * sizeof(float));
+    }
+    void *dsrc = up_bf16(src, (size_t)n_src_rows * d), *didx = up_bytes(idx, (size_t)n * sizeof(int));
+    void *ddst;
+    size_t check_n;
+    if (kind == R_SCATTER) {
+        ddst = up_bf16(dst0, (size_t)n_dst_rows * d); /* untouched rows must keep their values */
+        check_n = (size_t)n_dst_rows * d;
+    } else {
+        ddst = out_buf((size_t)n * d * 2);
+        check_n = (size_t)n * d;
+    }
+    if (kind == R_EMBED) cuda_embed(C, ddst, dsrc, didx, n, d);
+    if (kind == R_SCATTER) cuda_scatter_rows(C, ddst, dsrc, didx, n, d);
+    if (kind == R_GATHER) cuda_gather_rows(C, ddst, dsrc, didx, n, d);
+    float *g = down_bf16(ddst, check_n);
+    check(names[kind], shape, g, ref, check_n, d, 1e-6);
+    if (kind != R_SCATTER) check_guard(names[kind], shape, ddst, check_n * 2);
+    free(src), free(dst0), free(idx), free(ref), free(g);
+    cuda_free(dsrc), cuda_free(didx), cuda_free(ddst);
+}
+
+static void test_rope(int n, int heads, int hd, int extra_cols, int pos_mode, float theta) {
+    char shape[128];
+    int stride = heads * hd + extra_cols;
+    snprintf(shape, sizeof shape, "n=%d heads=%d hd=%d stride=%d theta=%g pos=%s", n, heads, hd, stride, theta,
+             pos_mode ? "random" : "0..n-1");
+    size_t N = (size_t)n * stride;
+    float *x = rand_vec(N, 1.f), *ref = xmalloc_t(N * sizeof(float));
+    int *pos = xmalloc_t((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) pos[i] = pos_mode ? rnd_int(5000) : i;
+    memcpy(ref, x, N * sizeof(float));
+    /* cpu_rope works on rows of exactly heads*hd: apply it row by row */
+    for (int i = 0; i < n; i++) cpu_rope(ref + (size_t)i * stride, 1, heads, hd, 0, pos + i, theta);
+    void *dx = up_bf16(x, N), *dpos = up_bytes(pos, (size_t)n * sizeof(int));
+    cuda_rope(C, dx, n, heads, hd, stride, dpos, theta);
+    float *g = down_bf16(dx, N);
+    check("rope", shape, g, ref, N, stride, 1e-2);
+    if (extra_cols) {
+        int same = 1;
+        for (int i = 0; i < n && same; i++)
+            for (int j = heads * hd; j < stride; j++)
+                if (g[(size_t)i * stride + j] != x[(size_t)i * stride + j]) same = 0;
+        expect(same, "rope", shape, "columns past heads*hd untouched");
+    }
+    free(x), free(ref), free(pos), free(g);
+    cuda_free(dx), cuda_free(dpos);
+}
+
+static void test_log_softmax(int rows, int V, int alias) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "rows=%d V=%d%s", rows, V, alias ? " out=logits" : "");
+    size_t N = (size_t)rows * V;
+    float *x = xmalloc_t(N * sizeof(float));
+    for (size_t i = 0; i < N; i++) x[i] = rnd_normal() * 4.f;
+    float *ref = xmalloc_t(N * sizeof(float));
+    double *row = xmalloc_t((size_t)V * sizeof(double));
+    for (int r = 0; r < rows; r++) {
+        cpu_log_softmax(row, x + (size_t)r * V, V);
+        for (int j = 0; j < V; j++) ref[(size_t)r * V + j] = (float)row[j];
+    }
+    void *dx = up_bytes(x, N * 4), *dout_ = alias ? dx : out_buf(N * 4);
+    cuda_log_softmax(C, dout_, dx, rows, V);
+    float *g = down_f32(dout_, N);
+    check("log_softmax", shape, g, ref, N, V, 1e-2);
+    /* tighter: log-probabilities are what label scoring sums */
+    double maxd = 0;
+    for (size_t i = 0; i < N; i++) maxd = fmax(maxd, fabs((double)g[i] - ref[i]));
+    char what[96];
+    snprintf(what, sizeof what, "max |gpu - ref| = %.2e (bound 1e-4)", maxd);
+    expect(maxd <= 1e-4, "log_softmax.abs", shape, what);
+    if (!alias) check_guard("log_softmax", shape, dout_, N * 4);
+    free(x), free(ref), free(row), free(g);
+    cuda_free(dx);
+    if (!alias) cuda_free(dout_);
+}
+
+static void test_argmax(int rows, int V) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "rows=%d V=%d (ties planted)", rows, V);
+    size_t N = (size_t)rows * V;
+    float *x = xmalloc_t(N * sizeof(float));
+    for (size_t i = 0; i < N; i++) x[i] = rnd_normal();
+    int *ref = xmalloc_t((size_t)rows * sizeof(int)), *g = xmalloc_t((size_t)rows * sizeof(int));
+    for (int r = 0; r < rows; r++) {
+        float *xr = x + (size_t)r * V;
+        int a = rnd_int(V), b = rnd_int(V);
+        xr[a] = xr[b] = 100.f + r; /* a tie: the lower index wins */
+        ref[r] = a < b ? a : b;
+    }
+    void *dx = up_bytes(x, N * 4), *di = out_buf((size_t)rows * sizeof(int));
+    cuda_argmax(C, di, dx, rows, V);
+    cuda_download(C, g, di, (size_t)rows * sizeof(int));
+    int bad = -1;
+    for (int r = 0; r < rows && bad < 0; r++)
+        if (g[r] != ref[r]) bad = r;
+    if (bad < 0) {
+        expect(1, "argmax", shape, "all rows exact");
+    } else {
+        char what[128];
+        snprintf(what, sizeof what, "first wrong row %d: gpu=%d ref=%d", bad, g[bad], ref[bad]);
+        expect(0, "argmax", shape, what);
+    }
+    check_guard("argmax", shape, di, (size_t)rows * sizeof(int));
+    free(x), free(ref), free(g);
+    cuda_free(dx), cuda_free(di);
+}
+
+/* ---- attention ------------------------------------------------------------------------------------ */
+
+#define N_IMPL 3
+static const char *impl_names[N_IMPL] = {"auto", "generic", "mma-plain"};
+static cuda_ctx *ctx_impl[N_IMPL]; /* [0] == C */
+
+/* Packed sequences s = 0..ns-1 with q_len qlens[s] and k_len klens[s]; kv_packed puts K and V
+ * side by side in one buffer (kv_stride = 2*kv*hd, as a fused KV projection would). */
+static void test_attention(const char *label, int ns, const int *qlens, const int *klens, int heads, int kv, int hd,
+                           int causal, int kv_packed) {
+    int tq = 0, tk = 0, max_q = 0;
+    int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), *ks = xmalloc_t((size_t)(ns + 1) * sizeof(int));
+    qs[0] = ks[0] = 0;
+    for (int s = 0; s < ns; s++) {
+        qs[s + 1] = qs[s] + qlens[s];
+        ks[s + 1] = ks[s] + klens[s];
+        if (qlens[s] > max_q) max_q = qlens[s];
+    }
+    tq = qs[ns], tk = ks[ns];
+    int kv_stride = kv_packed ? 2 * kv * hd : kv * hd;
+    size_t qn = (size_t)tq * heads * hd;
+    float *q = rand_vec(qn, 1.5f);
+    float *kvb = rand_vec((size_t)tk * kv_stride, 1.f);
+    float *vb = kv_packed ? NULL : rand_vec((size_t)tk * kv_stride, 1.f);
+    const float *k = kvb, *v = kv_packed ? kvb + (size_t)kv * hd : vb;
+    float scale = 1.f / sqrtf((float)hd);
+    float *ref = xmalloc_t(qn * sizeof(float));
+    for (int s = 0; s < ns; s++)
+        cpu_attention(ref + (size_t)qs[s] * heads * hd, q + (size_t)qs[s] * heads * hd, k + (size_t)ks[s] * kv_stride,
+                      v + (size_t)ks[s] * kv_stride, qlens[s], klens[s], heads, kv, hd, kv_stride, causal,
+                      klens[s] - qlens[s], 0, scale);
+    void *dq = up_bf16(q, qn), *dk = up_bf16(kvb, (size_t)tk * kv_stride);
+    void *dv = kv_packed ? NULL : up_bf16(vb, (size_t)tk * kv_stride);
+    const uint16_t *pk = dk, *pv = kv_packed ? (const uint16_t *)dk + (size_t)kv * hd : dv;
+    void *dqs = up_bytes(qs, (size_t)(ns + 1) * sizeof(int)), *dks = up_bytes(ks, (size_t)(ns + 1) * sizeof(int));
+    void *dout_ = out_buf(qn * 2);
+    char desc[160];
+    int pos = snprintf(desc, sizeof desc, "%s seqs=", label);
+    for (int s = 0; s < ns && pos < 90; s++)
+        pos += snprintf(desc + pos, sizeof desc - pos, "%s%d/%d", s ? "," : "", qlens[s], klens[s]);
+    if (pos >= 90) pos += snprintf(desc + pos, sizeof desc - pos, ",..");
+    snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d%s%s", heads, kv, hd, causal ? " causal" : "",
+             kv_packed ? " kvpacked" : "");
+    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
+    for (int im = 0; im < n_impl; im++) {
+        cuda_ctx *x = ctx_impl[im];
+        poison(dout_, qn * 2);
+        cuda_sync(C);
+        cuda_attention(x, dout_, dq, pk, pv, dqs, dks, ns, max_q, heads, kv, hd, kv_stride, causal, scale);
+        cuda_sync(x);
+        float *g = down_bf16(dout_, qn);
+        char op[32];
+        snprintf(op, sizeof op, "attn[%s]", impl_names[im]);
+        check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
+        check_guard(op, desc, dout_, qn * 2);
+        free(g);
+    }
+    free(qs), free(ks), free(q), free(kvb), free(vb), free(ref);
+    cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(dqs), cuda_free(dks), cuda_free(dout_);
+}
+
+/* tree: shape 0 = random forest, 1 = one chain, 2 = label trie (shared first tokens, then branches) */
+static void test_tree(int n_q, int n_prefix, int heads, int kv, int hd, int shape_kind) {
+    int *parent = xmalloc_t((size_t)n_q * sizeof(int));
+    for (int i = 0; i < n_q; i++) {
+        if (shape_kind == 1)
+            parent[i] = i - 1;
+        else if (shape_kind == 2)
+            parent[i] = i < 3 ? i - 1 : (rnd_int(4) == 0 ? 2 : i - 1 - rnd_int(i < 6 ? 1 : 3));
+        else
+            parent[i] = i == 0 || rnd_int(5) == 0 ? -1 : rnd_int(i);
+        if (parent[i] >= i) parent[i] = i - 1;
+    }
+    int kv_stride = kv * hd, nk = n_prefix + n_q;
+    size_t qn = (size_t)n_q * heads * hd;
+    float *q = rand_vec(qn, 1.5f), *k = rand_vec((size_t)nk * kv_stride, 1.f), *v = rand_vec((size_t)nk * kv_stride, 1.f);
+    float scale = 1.f / sqrtf((float)hd);
+    float *ref = xmalloc_t(qn * sizeof(float));
+    cpu_attention_tree(ref, q, k, v, n_q, n_prefix, parent, heads, kv, hd, kv_stride, scale);
+    void *dq = up_bf16(q, qn), *dk = up_bf16(k, (size_t)nk * kv_stride), *dv = up_bf16(v, (size_t)nk * kv_stride);
+    void *dpar = up_bytes(parent, (size_t)n_q * sizeof(int)), *dout_ = out_buf(qn * 2);
+    static const char *kinds[] = {"forest", "chain", "trie"};
+    char desc[128];
+    snprintf(desc, sizeof desc, "n_q=%d n_prefix=%d %s h=%d/%d hd=%d", n_q, n_prefix, kinds[shape_kind], heads, kv, hd);
+    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
+    for (int im = 0; im < n_impl; im++) {
+        cuda_ctx *x = ctx_impl[im];
+        poison(dout_, qn * 2);
+        cuda_sync(C);
+        cuda_attention_tree(x, dout_, dq, dk, dv, n_q, n_prefix, dpar, heads, kv, hd, kv_stride, scale);
+        cuda_sync(x);
+        float *g = down_bf16(dout_, qn);
+        char op[32];
+        snprintf(op, sizeof op, "tree[%s]", impl_names[im]);
+        check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
+        check_guard(op, desc, dout_, qn * 2);
+        free(g);
+    }
+    free(parent), free(q), free(k), free(v), free(ref);
+    cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(dpar), cuda_free(dout_);
+}
+
+/* ---- bench ------------------------------------------------------------------------------------------ */
+
+static void bench_linear(const char *what, int n, int din, int dout, int bias) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s n=%d %d->%d%s", what, n, din, dout, bias ? " +bias" : "");
+    float *x = rand_vec((size_t)n * din, 1.f), *w = rand_vec((size_t)dout * din, 0.02f);
+    float *b = bias ? rand_vec(dout, 0.5f) : NULL;
+    void *dx = up_bf16(x, (size_t)n * din), *dw = up_bf16(w, (size_t)dout * din), *db = b ? up_bf16(b, dout) : NULL;
+    void *dy = out_buf((size_t)n * dout * 2);
+    cuda_linear(C, dy, dx, dw, db, n, din, dout);
+    /* validate the first and last 8 rows */
+    int rows = n < 16 ? n : 16;
+    float *xs = xmalloc_t((size_t)rows * din * sizeof(float)), *ref = xmalloc_t((size_t)rows * dout * sizeof(float));
+    for (int r = 0; r < rows; r++) {
+        int src = r < rows / 2 ? r : n - rows + r;
+        memcpy(xs + (size_t)r * din, x + (size_t)src * din, (size_t)din * sizeof(float));
+    }
+    cpu_linear(ref, xs, w, b, rows, din, dout);
+    float *all = down_bf16(dy, (size_t)n * dout), *g = xmalloc_t((size_t)rows * dout * sizeof(float));
+    for (int r = 0; r < rows; r++) {
+        int src = r < rows / 2 ? r : n - rows + r;
+        memcpy(g + (size_t)r * dout, all + (size_t)src * dout, (size_t)dout * sizeof(float));
+    }
+    check("bench.linear", shape, g, ref, (size_t)rows * dout, dout, 1e-2);
+    int iters = 20;
+    for (int i = 0; i < 3; i++) cuda_linear(C, dy, dx, dw, db, n, din, dout);
+    cuda_sync(C);
+    double t0 = now_s();
+    for (int i = 0; i < iters; i++) cuda_linear(C, dy, dx, dw, db, n, din, dout);
+    cuda_sync(C);
+    double t = (now_s() - t0) / iters;
+    printf("TIME linear %-44s %8.3f ms %7.1f TFLOP/s\n", shape, t * 1e3, 2.0 * n * din * dout / t / 1e12);
+    fflush(stdout);
+    free(x), free(w), free(b), free(xs), free(ref), free(all), free(g);
+    cuda_free(dx), cuda_free(dw), cuda_free(db), cuda_free(dy);
+}
+
+/* ns sequences of q_len ql and k_len kl each; validates a few rows of the first sequence */
+static void bench_attention(const char *what, int ns, int ql, int kl, int heads, int kv, int hd, int causal) {
+    int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), *ks = xmalloc_t((size_t)(ns + 1) * sizeof(int));
+    for (int s = 0; s <= ns; s++) qs[s] = s * ql, ks[s] = s * kl;
+    size_t qn = (size_t)ns * ql * heads * hd, kn = (size_t)ns * kl * kv * hd;
+    float *q = rand_vec(qn, 1.5f), *k = rand_vec(kn, 1.f), *v = rand_vec(kn, 1.f);
+    float scale = 1.f / sqrtf((float)hd);
+    void *dq = up_bf16(q, qn), *dk = up_bf16(k, kn), *dv = up_bf16(v, kn), *dy = out_buf(qn * 2);
+    void *dqs = up_bytes(qs, (size_t)(ns + 1) * sizeof(int)), *dks = up_bytes(ks, (size_t)(ns + 1) * sizeof(int));
+    /* reference for the first and last 8 query rows of sequence 0 */
+    int sub = ql < 16 ? ql : 16;
+    float *ref = xmalloc_t((size_t)ql * heads * hd * sizeof(float));
+    int lo_n = sub / 2, hi0 = ql - (sub - lo_n);
+    cpu_attention(ref, q, k, v, lo_n, kl, heads, kv, hd, kv * hd, causal, kl - ql, 0, scale);
+    cpu_attention(ref + (size_t)lo_n * heads * hd, q + (size_t)hi0 * heads * hd, k, v, sub - lo_n, kl, heads, kv, hd,
+                  kv * hd, causal, kl - ql + hi0, 0, scale);
+    double vis = 0; /* visible (query, key) pairs per head */
+    for (int i = 0; i < ql; i++) {
+        long lim = causal ? (long)kl - ql + i + 1 : kl;
+        vis += lim < 0 ? 0 : (lim > kl ? kl : lim);
+    }
+    double flops = 4.0 * hd * heads * vis * ns;
+    char shape[160];
+    snprintf(shape, sizeof shape, "%s %dx q=%d k=%d h=%d/%d hd=%d%s", what, ns, ql, kl, heads, kv, hd,
+             causal ? " causal" : "");
+    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
+    for (int im = 0; im < n_impl; im++) {
+        cuda_ctx *x = ctx_impl[im];
+        cuda_sync(C);
+        cuda_attention(x, dy, dq, dk, dv, dqs, dks, ns, ql, heads, kv, hd, kv * hd, causal, scale);
+        cuda_sync(x);
+        float *all = down_bf16(dy, (size_t)ql * heads * hd);
+        float *g = xmalloc_t((size_t)sub * heads * hd * sizeof(float));
+        memcpy(g, all, (size_t)lo_n * heads * hd * sizeof(float));
+        memcpy(g + (size_t)lo_n * heads * hd, all + (size_t)hi0 * heads * hd,
+               (size_t)(sub - lo_n) * heads * hd * sizeof(float));
+        char op[40];
+        snprintf(op, sizeof op, "bench.attn[%s]", impl_names[im]);
+        check(op, shape, g, ref, (size_t)sub * heads * hd, (size_t)heads * hd, 1e-2);
+        free(all), free(g);
+        int iters = 10;
+        for (int i = 0; i < 2; i++)
+            cuda_attention(x, dy, dq, dk, dv, dqs, dks, ns, ql, heads, kv, hd, kv * hd, causal, scale);
+        cuda_sync(x);
+        double t0 = now_s();
+        for (int i = 0; i < iters; i++)
+            cuda_attention(x, dy, dq, dk, dv, dqs, dks, ns, ql, heads, kv, hd, kv * hd, causal, scale);
+        cuda_sync(x);
+        double t = (now_s() - t0) / iters;
+        printf("TIME attn[%-9s] %-52s %8.3f ms %7.1f TFLOP/s\n", impl_names[im], shape, t * 1e3, flops / t / 1e12);
+        fflush(stdout);
+    }
+    free(qs), free(ks), free(q), free(k), free(v), free(ref);
+    cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(dy), cuda_free(dqs), cuda_free(dks);
+}
+
+/* ---- host-only self-checks (also what runs without a GPU) ---------------------------------------- */
+
+static void host_selfcheck(void) {
+    expect(h_f2bf(1.0f) == 0x3F80 && h_f2bf(1.0f + 1.0f / 256) == 0x3F80 && h_f2bf(1.0f + 3.0f / 256) == 0x3F82 &&
+               h_f2bf(-2.0f) == 0xC000,
+           "host", "bf16 rounding", "round to nearest even");
+    /* the comparator must flag NaN and large errors and accept bf16-level noise */
+    float ref[64], g[64];
+    for (int i = 0; i < 64; i++) ref[i] = rnd_normal(), g[i] = bfr(ref[i]);
+    int saved_p = n_pass, saved_f = n_fail;
+    printf("     (the next three lines check the comparator: PASS, FAIL, FAIL expected)\n");
+    int a = check("selfcheck", "bf16 noise", g, ref, 64, 8, 1e-2);
+    g[17] = NAN;
+    int b = check("selfcheck", "one NaN", g, ref, 64, 8, 1e-2);
+    g[17] = ref[17] + 1.f;
+    for (int i = 0; i < 64; i++) g[i] += 0.2f;
+    int c = check("selfcheck", "offset 0.2", g, ref, 64, 8, 1e-2);
+    n_pass = saved_p, n_fail = saved_f;
+    expect(a && !b && !c, "host", "comparator", "flags NaN and errors, accepts bf16 noise");
+    /* the CPU references the GPU is compared with agree with each other: a chain tree after a
+     * prefix is causal attention after a cached prefix */
+    int n_q = 9, n_prefix = 5, heads = 4, kv = 2, hd = 8, nk = n_q + n_prefix;
+    float *q = rand_vec((size_t)n_q * heads * hd, 1.f), *k = rand_vec((size_t)nk * kv * hd, 1.f);
+    float *v = rand_vec((size_t)nk * kv * hd, 1.f);
+    float *o1 = xmalloc_t((size_t)n_q * heads * hd * sizeof(float)), *o2 = xmalloc_t((size_t)n_q * heads * hd * sizeof(float));
+    int parent[9];
+    for (int i = 0; i < n_q; i++) parent[i] = i - 1;
+    cpu_attention_tree(o1, q, k, v, n_q, n_prefix, parent, heads, kv, hd, kv * hd, 0.35f);
+    cpu_attention(o2, q, k, v, n_q, nk, heads, kv, hd, kv * hd, 1, n_prefix, 0, 0.35f);
+    double md = 0;
+    for (int i = 0; i < n_q * heads * hd; i++) md = fmax(md, fabs((double)o1[i] - o2[i]));
+    expect(md < 1e-5, "host", "cpu tree(chain) == cpu causal", "reference self-consistency");
+    free(q), free(k), free(v), free(o1), free(o2);
+}
+
+int main(int argc, char **argv) {
+    int bench = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-bench")) bench = 0;
+        else {
+            fprintf(stderr, "usage: %s [--no-bench]\n", argv[0]);
+            return 2;
+        }
+    }
+    host_selfcheck();
+
+    char name[256];
+    int ndev = cuda_device_count(name, sizeof name);
+    if (ndev <= 0) {
+        llava_err err = {{0}};
+        cuda_ctx *c = NULL;
+        int rc = cuda_ctx_new(&c, 0, &err);
+        expect(rc == -1 && c == NULL && err.msg[0], "ctx", "no device", "cuda_ctx_new fails with a message");
+        printf("INFO cuda_ctx_new without a device: %s\n", err.msg);
+        printf("SKIP no CUDA device: only the host-side checks ran\n");
+        printf("RESULT %d %d\n", n_pass, n_fail);
+        return n_fail ? 1 : 0;
+    }
+    printf("INFO device 0: %s (%d device%s)\n", name, ndev, ndev == 1 ? "" : "s");
+    llava_err err = {{0}};
+    for (int im = N_IMPL - 1; im >= 0; im--) { /* [0] (auto) last, so no env var leaks into it */
+        if (im == 0)
+            unsetenv("LLAVA_CUDA_ATTN");
+        else
+            setenv("LLAVA_CUDA_ATTN", impl_names[im], 1);
+        if (cuda_ctx_new(&ctx_impl[im], 0, &err) != 0) {
+            printf("FAIL ctx: %s\nRESULT %d %d\n", err.msg, n_pass, n_fail + 1);
+            return 1;
+        }
+    }
+    C = ctx_impl[0];
+    size_t fb, tb;
+    cuda_mem_info(&fb, &tb);
+    printf("INFO memory: %.1f GiB free of %.1f GiB\n", fb / 1073741824.0, tb / 1073741824.0);
+
+    /* context error paths */
+    {
+        cuda_ctx *bad = NULL;
+        int rc = cuda_ctx_new(&bad, ndev + 3, &err);
+        expect(rc == -1 && !bad, "ctx", "device out of range", err.msg);
+        void *huge = cuda_malloc((size_t)1 << 50, "a 1 PiB test buffer", &err);
+        expect(huge == NULL && strstr(err.msg, "out of memory"), "ctx", "cuda_malloc 1 PiB", err.msg);
+    }
+    /* transfers */
+    {
+        size_t n = 12345679;
+        float *f = xmalloc_t(n * sizeof(float)), *back = xmalloc_t(n * sizeof(float));
+        for (size_t i = 0; i < n; i++) f[i] = rnd_normal() * 100.f;
+        uint16_t *d = dmalloc(n * 2);
+        int rc = cuda_upload_f32_as_bf16(C, d, f, n, &err);
+        cuda_download_bf16_as_f32(C, back, d, n);
+        size_t bad = (size_t)-1;
+        for (size_t i = 0; i < n && bad == (size_t)-1; i++)
+            if (back[i] != bfr(f[i])) bad = i;
+        char what[160] = "every value rounded to nearest even";
+        if (bad != (size_t)-1)
+            snprintf(what, sizeof what, "first mismatch [%zu]: %.9g -> %.9g, expected %.9g", bad, f[bad], back[bad],
+                     bfr(f[bad]));
+        expect(rc == 0 && bad == (size_t)-1, "upload_f32_as_bf16", "n=12345679 (> staging)", what);
+        uint16_t *d2 = dmalloc(n * 2);
+        cuda_copy(C, d2, d, n * 2);
+        cuda_memset(C, d, 0, n * 2);
+        cuda_download_bf16_as_f32(C, back, d2, n);
+        bad = 0;
+        for (size_t i = 0; i < n; i++) bad += back[i] != bfr(f[i]);
+        expect(bad == 0, "copy", "n=12345679", "device to device copy exact");
+        free(f), free(back);
+        cuda_free(d), cuda_free(d2);
+    }
+
+    /* GEMM */
+    test_linear(1, 64, 96, 1, 0);
+    test_linear(7, 33, 17, 1, 0);
+    test_linear(7, 48, 40, 0, 0);
+    test_linear(577, 1024, 1024, 1, 0);
+    test_linear(2478, 512, 768, 0, 0);
+    test_linear(4097, 256, 320, 1, 0);
+    test_linear(1, 4096, 32064, 0, 1);
+    test_linear(7, 256, 32064, 0, 1);
+    test_linear(4097, 64, 1000, 0, 1);
+    test_linear(5, 30, 7, 0, 1);
+
+    /* norms */
+    test_layernorm(1, 1024, 1, 0);
+    test_layernorm(7, 33, 1, 0);
+    test_layernorm(7, 64, 0, 0);
+    test_layernorm(577, 1024, 1, 0);
+    test_layernorm(577, 1024, 1, 1);
+    test_layernorm(2478, 4096, 1, 0);
+    test_layernorm(4097, 768, 1, 0);
+    test_rmsnorm(1, 4096, 0);
+    test_rmsnorm(7, 7, 0);
+    test_rmsnorm(7, 4096, 1);
+    test_rmsnorm(577, 1024, 0);
+    test_rmsnorm(2478, 4096, 0);
+    test_rmsnorm(4097, 40, 0);
+    test_add_rmsnorm(1, 4096);
+    test_add_rmsnorm(7, 33);
+    test_add_rmsnorm(2478, 4096);
+    test_add_rmsnorm(4097, 64);
+
+    /* elementwise */
+    test_add(1, 0);
+    test_add(7, 0);
+    test_add(577 * 1024 + 3, 0);
+    test_add(4097 * 40, 1);
+    for (int kind = 0; kind < 3; kind++) {
+        test_act(kind, 1, 0);
+        test_act(kind, 7, 0);
+        test_act(kind, 577 * 4096 + 5, 0);
+        test_act(kind, 1001, 1);
+    }
+    test_swiglu(1, 14336);
+    test_swiglu(7, 13);
+    test_swiglu(577, 1024);
+    test_swiglu(2478, 1000);
+    test_swiglu(4097, 256);
+
+    /* rows */
+    test_rows(R_EMBED, 1, 64, 1000, 1);
+    test_rows(R_EMBED, 7, 33, 1000, 7);
+    test_rows(R_EMBED, 577, 4096, 1000, 577);
+    test_rows(R_EMBED, 2478, 64, 32064, 2478);
+    test_rows(R_SCATTER, 7, 33, 7, 50);
+    test_rows(R_SCATTER, 577, 4096, 577, 2478);
+    test_rows(R_SCATTER, 1, 8, 1, 1);
+    test_rows(R_GATHER, 1, 4096, 4097, 1);
+    test_rows(R_GATHER, 7, 33, 4097, 7);
+    test_rows(R_GATHER, 577, 4096, 4097, 577);
+
+    /* rope */
+    test_rope(1, 32, 128, 2 * 8 * 128, 1, 1e6f);
+    test_rope(7, 4, 8, 0, 0, 10000.f);
+    test_rope(7, 2, 6, 4, 1, 10000.f);
+    test_rope(577, 8, 64, 0, 1, 10000.f);
+    test_rope(2478, 8, 128, 8 * 128, 0, 1e6f);
+    test_rope(4097, 2, 128, 0, 0, 1e6f);
+
+    /* attention: packed variable-length batches */
+    {
+        int q1[] = {577}, k1[] = {577};
+        test_attention("clip", 1, q1, k1, 16, 16, 64, 0, 0);
+        int q2[] = {577, 577, 577}, k2[] = {577, 577, 577};
+        test_attention("clip-tiles", 3, q2, k2, 4, 4, 64, 0, 1);
+        int q3[] = {1, 7, 577}, k3[] = {1, 7, 577};
+        test_attention("prefill", 3, q3, k3, 8, 8, 128, 1, 0);   /* GQA 1 */
+        test_attention("prefill", 3, q3, k3, 6, 2, 64, 1, 1);    /* GQA 3 */
+        test_attention("prefill", 3, q3, k3, 8, 2, 128, 1, 1);   /* GQA 4 */
+        test_attention("prefill", 3, q3, k3, 4, 2, 8, 1, 0);     /* tiny hd 8 */
+        test_attention("noncausal", 3, q3, k3, 4, 1, 8, 0, 0);
+        int q4[] = {7, 31, 2}, k4[] = {7, 31, 2};
+        test_attention("tiny", 3, q4, k4, 2, 1, 4, 1, 0);
+        test_attention("tiny", 3, q4, k4, 3, 3, 6, 1, 1);
+        int q5[] = {2478}, k5[] = {2478};
+        test_attention("long", 1, q5, k5, 4, 1, 128, 1, 0);
+        test_attention("long", 1, q5, k5, 3, 1, 8, 1, 0);
+        int q6[] = {4097}, k6[] = {4097};
+        test_attention("long", 1, q6, k6, 2, 1, 64, 1, 1);
+        int q7[] = {7, 100, 1, 64}, k7[] = {300, 700, 33, 64};
+        test_attention("after-prefix", 4, q7, k7, 8, 2, 128, 1, 0);
+        test_attention("after-prefix", 4, q7, k7, 6, 2, 64, 1, 0);
+        test_attention("after-prefix", 4, q7, k7, 4, 2, 8, 1, 0);
+        int q8[] = {1, 1, 1, 1, 1}, k8[] = {1, 577, 2478, 4097, 65};
+        test_attention("decode", 5, q8, k8, 32, 8, 128, 1, 0);
+        test_attention("decode", 5, q8, k8, 6, 2, 64, 1, 1);
+        test_attention("decode", 5, q8, k8, 4, 2, 8, 1, 0);
+        int q9[] = {5, 0, 9}, k9[] = {5, 0, 9}; /* an empty sequence in the batch */
+        test_attention("empty-seq", 3, q9, k9, 4, 2, 64, 1, 0);
+        int q10[] = {64, 65, 63, 128, 129}, k10[] = {64, 65, 63, 128, 129}; /* tile edges */
+        test_attention("tile-edges", 5, q10, k10, 4, 4, 128, 1, 0);
+        test_attention("tile-edges", 5, q10, k10, 12, 3, 64, 0, 0);
+    }
+    /* tree attention (label scoring) */
+    test_tree(1, 577, 8, 2, 128, 0);
+    test_tree(9, 37, 4, 2, 8, 1);
+    test_tree(60, 577, 8, 2, 128, 2);
+    test_tree(60, 577, 6, 2, 64, 0);
+    test_tree(150, 2478, 32, 8, 128, 2);
+    test_tree(33, 0, 4, 1, 8, 0);
+    test_tree(100, 10, 3, 3, 6, 2);
+
+    /* softmax */
+    test_log_softmax(1, 32064, 0);
+    test_log_softmax(7, 32064, 0);
+    test_log_softmax(33, 32064, 1);
+    test_log_softmax(5, 997, 0);
+    test_argmax(1, 32064);
+    test_argmax(64, 32064);
+    test_argmax(3, 997);
+
+    if (bench) {
+        printf("INFO bench (%s)\n", name);
+        bench_linear("mistral.mlp_up", 2478, 4096, 14336, 0);
+        bench_linear("mistral.mlp_down", 2478, 14336, 4096, 0);
+        bench_linear("mistral.qkv", 2478, 4096, 6144, 0);
+        bench_linear("mistral.decode_up", 32, 4096, 14336, 0);
+        bench_linear("clip.fc1", 5 * 577, 1024, 4096, 1);
+        bench_attention("mistral.prefill", 1, 2478, 2478, 32, 8, 128, 1);
+        bench_attention("mistral.prefill", 4, 2478, 2478, 32, 8, 128, 1);
+        bench_attention("mistral.decode", 32, 1, 2478, 32, 8, 128, 1);
+        bench_attention("mistral.labels", 1, 150, 2478 + 150, 32, 8, 128, 1);
+        bench_attention("clip.tiles", 10, 577, 577, 16, 16, 64, 0);
+    }
+
+    for (int im = 1; im < N_IMPL; im++) cuda_ctx_free(ctx_impl[im]);
+    cuda_ctx_free(C);
+    printf("RESULT %d %d\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
