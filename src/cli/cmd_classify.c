@@ -8,7 +8,7 @@
  * rest stays for the next run (a second signal kills at once, which is safe too: every record is
  * one write(2)).
  * Exit status: 0 the run completed (per-image errors are records, not failures) or the merge was
- * complete; 1 it could not run (model, output, I/O) or the merge found missing/duplicate records;
+ * complete; 1 it could not run (model, GPU, output, I/O) or the merge found missing/duplicate records;
  * 2 usage error (options, labels, inputs, shard settings); 128+signal when interrupted.
  */
 #include <errno.h>
