@@ -42,7 +42,12 @@ struct AttnParams {
     int mode;
     float scale_log2;
     int tiles_per_seq;
+    int nsplit;          /* split-KV chunks (1: none) */
+    size_t ws_rows;      /* rows per split in the partial buffers: >= tokens × heads */
+    float *ws_o, *ws_ml; /* partials (nsplit, ws_rows, hd) and (nsplit, ws_rows, 2), in the ctx workspace */
 };
+
+__device__ __forceinline__ int ceil_div_d(int a, int b) { return (a + b - 1) / b; }
 
 struct SeqInfo {
     int q0, qlen, k0, klen;
@@ -98,6 +103,13 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem_row) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem_row) {
     uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -105,34 +117,63 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *sme
                  : "r"(addr));
 }
 
+/* 16-byte global -> shared copy that bypasses registers; src_bytes 0 writes zeros */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
+    uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
+    int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return (uint32_t)f2bf(lo) | ((uint32_t)f2bf(hi) << 16);
 }
 
-#define MMA_BQ 64 /* rows per block: 4 warps × 16 */
 #define MMA_BK 64 /* keys per tile */
 
-template <int D, bool LDM>
-__global__ void __launch_bounds__(128) attn_mma_kernel(AttnParams p) {
-    constexpr int LDS = D + 8; /* padded row (elements): 16-byte rows land on distinct banks */
-    constexpr int NT = MMA_BK / 8, KD = D / 16, ND = D / 8;
-    __shared__ __align__(16) uint16_t Ks[MMA_BK * LDS];
-    __shared__ __align__(16) uint16_t Vs[MMA_BK * LDS];
+template <int D>
+constexpr int mma_smem_bytes(bool fast) {
+    return (fast ? 2 : 1) * 2 * MMA_BK * (D + 8) * 2;
+}
+
+/* WARPS × 16 rows per block. FAST: K/V tiles double-buffered with cp.async, K and V fragments by
+ * ldmatrix; otherwise plain loads into one buffer and 32/16-bit fragment loads (a simpler twin kept
+ * as a cross-check). Split-KV: blockIdx.z takes one chunk of the keys and writes unnormalized fp32
+ * partials (o, m, l) to p.ws; attn_combine_kernel merges them. */
+template <int D, int WARPS, bool FAST>
+__global__ void __launch_bounds__(WARPS * 32, 1) attn_mma_kernel(AttnParams p) {
+    constexpr int LDS = D + 8; /* padded row (elements): 8 consecutive 16-byte rows hit distinct banks */
+    constexpr int NT = MMA_BK / 8, KD = D / 16, ND = D / 8, BQ = WARPS * 16;
+    constexpr int TILE = MMA_BK * LDS; /* elements of one K or V tile */
+    extern __shared__ __align__(16) uint16_t smem[]; /* [stage][K, V][MMA_BK][LDS] */
 
     int s, t;
     block_tile(p, s, t);
-    const int kvh = blockIdx.y;
+    const int kvh = blockIdx.y, split = blockIdx.z;
     const SeqInfo si = seq_info(p, s);
     const int rows_total = si.qlen * p.group;
-    const int r0 = t * MMA_BQ;
+    const int r0 = t * BQ;
     if (r0 >= rows_total) return; /* whole block: before any barrier */
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
 
+    /* key range of this block (and split) */
+    const int kend = row_limit(p, si, (min(r0 + BQ, rows_total) - 1) / p.group) + 1;
+    int kbeg = 0, kstop = kend;
+    if (p.nsplit > 1) {
+        int chunk = ceil_div_d(ceil_div_d(max(kend, 0), p.nsplit), MMA_BK) * MMA_BK;
+        kbeg = min(split * chunk, max(kend, 0));
+        kstop = min(kbeg + chunk, kend);
+    }
+
     /* this thread's two rows: gid and gid + 8 of the warp's 16 */
     int lim[2], qi[2];
     bool rv[2];
-    size_t orow[2];
+    size_t orow[2], grow[2];
 #pragma unroll
     for (int j = 0; j < 2; j++) {
         int r = r0 + warp * 16 + gid + 8 * j;
@@ -140,13 +181,13 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(AttnParams p) {
         if (rv[j]) {
             int i = r / p.group, g = r % p.group;
             qi[j] = i;
-            lim[j] = row_limit(p, si, i);
-            orow[j] = (size_t)(si.q0 + i) * p.q_stride + (size_t)(kvh * p.group + g) * D;
+            lim[j] = min(row_limit(p, si, i), kstop - 1);
+            grow[j] = (size_t)(si.q0 + i) * p.heads + (size_t)(kvh * p.group + g);
+            orow[j] = grow[j] * D;
         } else {
-            qi[j] = 0, lim[j] = -1, orow[j] = 0;
+            qi[j] = 0, lim[j] = -1, orow[j] = 0, grow[j] = 0;
         }
     }
-    const int kend = row_limit(p, si, (min(r0 + MMA_BQ, rows_total) - 1) / p.group) + 1;
     int wl = max(lim[0], lim[1]);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) wl = max(wl, __shfl_xor_sync(0xffffffffu, wl, o));
@@ -169,107 +210,176 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(AttnParams p) {
     for (int nd = 0; nd < ND; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
-    for (int kb = 0; kb < kend; kb += MMA_BK) {
-        __syncthreads(); /* everyone is done with the previous tile */
-        for (int idx = threadIdx.x; idx < MMA_BK * (D / 8); idx += 128) {
-            int j = idx / (D / 8), c8 = idx % (D / 8);
-            uint4 kx = make_uint4(0, 0, 0, 0), vx = kx;
-            if (kb + j < kend) {
-                size_t g = (size_t)(si.k0 + kb + j) * p.kv_stride + (size_t)kvh * D + c8 * 8;
-                kx = *reinterpret_cast<const uint4 *>(p.k + g);
-                vx = *reinterpret_cast<const uint4 *>(p.v + g);
-            }
-            *reinterpret_cast<uint4 *>(&Ks[j * LDS + c8 * 8]) = kx;
-            *reinterpret_cast<uint4 *>(&Vs[j * LDS + c8 * 8]) = vx;
-        }
-        __syncthreads();
-        if (kb >= warp_kend) continue; /* warp-uniform: no row of this warp sees these keys */
+    const int ntiles = kstop > kbeg ? ceil_div_d(kstop - kbeg, MMA_BK) : 0;
+    const uint16_t *kbase = p.k + (size_t)si.k0 * p.kv_stride + (size_t)kvh * D;
+    const uint16_t *vbase = p.v + (size_t)si.k0 * p.kv_stride + (size_t)kvh * D;
 
-        /* S = Q·Kᵀ: B operand (k = dim, n = key) is K row-major, two dims per 32-bit word */
-        float sc[NT][4];
+    /* stage a tile of keys [kb, kb + MMA_BK) (rows >= kstop zero-filled) */
+    auto load_tile = [&](int stage, int kb) {
+        uint16_t *Ks = smem + stage * 2 * TILE, *Vs = Ks + TILE;
+        for (int idx = threadIdx.x; idx < MMA_BK * (D / 8); idx += WARPS * 32) {
+            int j = idx / (D / 8), c8 = idx % (D / 8);
+            bool ok = kb + j < kstop;
+            size_t g = ok ? (size_t)(kb + j) * p.kv_stride + c8 * 8 : 0;
+            if (FAST) {
+                cp_async16(&Ks[j * LDS + c8 * 8], kbase + g, ok);
+                cp_async16(&Vs[j * LDS + c8 * 8], vbase + g, ok);
+            } else {
+                uint4 kx = make_uint4(0, 0, 0, 0), vx = kx;
+                if (ok) {
+                    kx = *reinterpret_cast<const uint4 *>(kbase + g);
+                    vx = *reinterpret_cast<const uint4 *>(vbase + g);
+                }
+                *reinterpret_cast<uint4 *>(&Ks[j * LDS + c8 * 8]) = kx;
+                *reinterpret_cast<uint4 *>(&Vs[j * LDS + c8 * 8]) = vx;
+            }
+        }
+    };
+
+    if (FAST) {
+        if (ntiles > 0) load_tile(0, kbeg);
+        cp_async_commit();
+    }
+    for (int it = 0; it < ntiles; it++) {
+        const int kb = kbeg + it * MMA_BK;
+        const int stage = FAST ? (it & 1) : 0;
+        if (FAST) {
+            if (it + 1 < ntiles) load_tile(stage ^ 1, kb + MMA_BK);
+            cp_async_commit();
+            cp_async_wait<1>(); /* this tile's group has landed (the next one may be in flight) */
+            __syncthreads();
+        } else {
+            __syncthreads(); /* everyone is done with the previous tile */
+            load_tile(0, kb);
+            __syncthreads();
+        }
+        const uint16_t *Ks = smem + stage * 2 * TILE, *Vs = Ks + TILE;
+
+        if (kb < warp_kend) { /* warp-uniform: otherwise no row of this warp sees these keys */
+            /* S = Q·Kᵀ: B operand (k = dim, n = key) is K row-major, two dims per 32-bit word */
+            float sc[NT][4];
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+            for (int nt = 0; nt < NT; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
 #pragma unroll
-        for (int kk = 0; kk < KD; kk++) {
+            for (int kk = 0; kk < KD; kk++) {
+                if (FAST) {
+                    /* lanes 0-7: keys nt*8+0..7 dims kk*16+0..7; 8-15: dims +8; 16-31: the same for nt+1 */
+                    const int krow = (lane & 7) + ((lane >> 4) << 3), kcol = kk * 16 + ((lane >> 3) & 1) * 8;
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt += 2) {
+                        uint32_t b[4];
+                        ldmatrix_x4(b, &Ks[(nt * 8 + krow) * LDS + kcol]);
+                        mma16816(sc[nt], qa[kk], b[0], b[1]);
+                        mma16816(sc[nt + 1], qa[kk], b[2], b[3]);
+                    }
+                } else {
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+                        const uint16_t *kp = &Ks[(nt * 8 + gid) * LDS + kk * 16 + tig * 2];
+                        mma16816(sc[nt], qa[kk], *reinterpret_cast<const uint32_t *>(kp),
+                                 *reinterpret_cast<const uint32_t *>(kp + 8));
+                    }
+                }
+            }
+
+            /* mask, scale, online softmax; element e of tile nt: row gid + 8*(e>>1), key nt*8 + tig*2 + (e&1) */
+            const bool tree_tile = p.mode == ATT_TREE && kb + MMA_BK > p.tree_nprefix;
+            float mx[2] = {m[0], m[1]};
+#pragma unroll
+            for (int rs = 0; rs < 2; rs++) {
+                if (!tree_tile && kb + MMA_BK - 1 <= lim[rs]) { /* whole tile visible to this row */
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+                        sc[nt][2 * rs] *= p.scale_log2;
+                        sc[nt][2 * rs + 1] *= p.scale_log2;
+                        mx[rs] = fmaxf(mx[rs], fmaxf(sc[nt][2 * rs], sc[nt][2 * rs + 1]));
+                    }
+                } else {
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            int kj = kb + nt * 8 + tig * 2 + e;
+                            float x = visible(p, lim[rs], qi[rs], kj) ? sc[nt][2 * rs + e] * p.scale_log2 : -INFINITY;
+                            sc[nt][2 * rs + e] = x;
+                            mx[rs] = fmaxf(mx[rs], x);
+                        }
+                    }
+                }
+            }
+            float mu[2], alpha[2];
+#pragma unroll
+            for (int rs = 0; rs < 2; rs++) {
+                mx[rs] = fmaxf(mx[rs], __shfl_xor_sync(0xffffffffu, mx[rs], 1));
+                mx[rs] = fmaxf(mx[rs], __shfl_xor_sync(0xffffffffu, mx[rs], 2));
+                mu[rs] = mx[rs] == -INFINITY ? 0.f : mx[rs];
+                alpha[rs] = exp2f(m[rs] - mu[rs]); /* m = -inf (nothing yet) -> 0 */
+                m[rs] = mx[rs];
+                l[rs] *= alpha[rs];
+            }
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
-                const uint16_t *kp = &Ks[(nt * 8 + gid) * LDS + kk * 16 + tig * 2];
-                uint32_t b0 = *reinterpret_cast<const uint32_t *>(kp);
-                uint32_t b1 = *reinterpret_cast<const uint32_t *>(kp + 8);
-                mma16816(sc[nt], qa[kk], b0, b1);
-            }
-        }
-
-        /* mask, scale, online softmax; element e of tile nt: row gid + 8*(e>>1), key nt*8 + tig*2 + (e&1) */
-        float mx[2] = {m[0], m[1]};
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int rs = e >> 1, kj = kb + nt * 8 + tig * 2 + (e & 1);
-                float x = visible(p, lim[rs], qi[rs], kj) ? sc[nt][e] * p.scale_log2 : -INFINITY;
-                sc[nt][e] = x;
-                mx[rs] = fmaxf(mx[rs], x);
-            }
-        }
-        float mu[2], alpha[2];
-#pragma unroll
-        for (int rs = 0; rs < 2; rs++) {
-            mx[rs] = fmaxf(mx[rs], __shfl_xor_sync(0xffffffffu, mx[rs], 1));
-            mx[rs] = fmaxf(mx[rs], __shfl_xor_sync(0xffffffffu, mx[rs], 2));
-            mu[rs] = mx[rs] == -INFINITY ? 0.f : mx[rs];
-            alpha[rs] = exp2f(m[rs] - mu[rs]); /* m = -inf (nothing yet) -> 0 */
-            m[rs] = mx[rs];
-            l[rs] *= alpha[rs];
-        }
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float pe = exp2f(sc[nt][e] - mu[e >> 1]);
-                sc[nt][e] = pe;
-                l[e >> 1] += pe; /* partial over this thread's columns; summed over the quad at the end */
-            }
-        }
-#pragma unroll
-        for (int nd = 0; nd < ND; nd++) {
-            o[nd][0] *= alpha[0], o[nd][1] *= alpha[0];
-            o[nd][2] *= alpha[1], o[nd][3] *= alpha[1];
-        }
-
-        /* O += P·V: P's accumulators become A fragments; B operand (k = key, n = dim) from V */
-#pragma unroll
-        for (int j = 0; j < MMA_BK / 16; j++) {
-            uint32_t pa[4] = {pack_bf16x2(sc[2 * j][0], sc[2 * j][1]), pack_bf16x2(sc[2 * j][2], sc[2 * j][3]),
-                              pack_bf16x2(sc[2 * j + 1][0], sc[2 * j + 1][1]),
-                              pack_bf16x2(sc[2 * j + 1][2], sc[2 * j + 1][3])};
-            if (LDM) {
-                /* lanes 0-7: keys 16j+0..7 of dim tile nd; 8-15: keys +8..15; 16-31: the same for nd+1 */
-                const int key = 16 * j + ((lane >> 3) & 1) * 8 + (lane & 7);
-#pragma unroll
-                for (int nd = 0; nd < ND; nd += 2) {
-                    uint32_t b[4];
-                    ldmatrix_x4_trans(b, &Vs[key * LDS + (nd + (lane >> 4)) * 8]);
-                    mma16816(o[nd], pa, b[0], b[1]);
-                    mma16816(o[nd + 1], pa, b[2], b[3]);
+                for (int e = 0; e < 4; e++) {
+                    float pe = exp2f(sc[nt][e] - mu[e >> 1]);
+                    sc[nt][e] = pe;
+                    l[e >> 1] += pe; /* partial over this thread's columns; summed over the quad at the end */
                 }
-            } else {
-                const int k0 = 16 * j + tig * 2;
+            }
 #pragma unroll
-                for (int nd = 0; nd < ND; nd++) {
-                    const int col = nd * 8 + gid;
-                    uint32_t b0 = (uint32_t)Vs[k0 * LDS + col] | ((uint32_t)Vs[(k0 + 1) * LDS + col] << 16);
-                    uint32_t b1 = (uint32_t)Vs[(k0 + 8) * LDS + col] | ((uint32_t)Vs[(k0 + 9) * LDS + col] << 16);
-                    mma16816(o[nd], pa, b0, b1);
+            for (int nd = 0; nd < ND; nd++) {
+                o[nd][0] *= alpha[0], o[nd][1] *= alpha[0];
+                o[nd][2] *= alpha[1], o[nd][3] *= alpha[1];
+            }
+
+            /* O += P·V: P's accumulators become A fragments; B operand (k = key, n = dim) from V */
+#pragma unroll
+            for (int j = 0; j < MMA_BK / 16; j++) {
+                uint32_t pa[4] = {pack_bf16x2(sc[2 * j][0], sc[2 * j][1]), pack_bf16x2(sc[2 * j][2], sc[2 * j][3]),
+                                  pack_bf16x2(sc[2 * j + 1][0], sc[2 * j + 1][1]),
+                                  pack_bf16x2(sc[2 * j + 1][2], sc[2 * j + 1][3])};
+                if (FAST) {
+                    /* lanes 0-7: keys 16j+0..7 of dim tile nd; 8-15: keys +8..15; 16-31: the same for nd+1 */
+                    const int key = 16 * j + ((lane >> 3) & 1) * 8 + (lane & 7);
+#pragma unroll
+                    for (int nd = 0; nd < ND; nd += 2) {
+                        uint32_t b[4];
+                        ldmatrix_x4_trans(b, &Vs[key * LDS + (nd + (lane >> 4)) * 8]);
+                        mma16816(o[nd], pa, b[0], b[1]);
+                        mma16816(o[nd + 1], pa, b[2], b[3]);
+                    }
+                } else {
+                    const int k0 = 16 * j + tig * 2;
+#pragma unroll
+                    for (int nd = 0; nd < ND; nd++) {
+                        const int col = nd * 8 + gid;
+                        uint32_t b0 = (uint32_t)Vs[k0 * LDS + col] | ((uint32_t)Vs[(k0 + 1) * LDS + col] << 16);
+                        uint32_t b1 = (uint32_t)Vs[(k0 + 8) * LDS + col] | ((uint32_t)Vs[(k0 + 9) * LDS + col] << 16);
+                        mma16816(o[nd], pa, b0, b1);
+                    }
                 }
             }
         }
+        if (FAST) __syncthreads(); /* the next iteration's prefetch overwrites this stage */
     }
 
 #pragma unroll
     for (int rs = 0; rs < 2; rs++) {
         l[rs] += __shfl_xor_sync(0xffffffffu, l[rs], 1);
         l[rs] += __shfl_xor_sync(0xffffffffu, l[rs], 2);
+    }
+    if (p.nsplit > 1) { /* partials: unnormalized o, running max m (log2 units), denominator l */
+        const size_t base = (size_t)split * p.ws_rows;
+#pragma unroll
+        for (int rs = 0; rs < 2; rs++) {
+            if (!rv[rs]) continue;
+            float *wo = p.ws_o + (base + grow[rs]) * D + tig * 2;
+#pragma unroll
+            for (int nd = 0; nd < ND; nd++)
+                *reinterpret_cast<float2 *>(wo + nd * 8) = make_float2(o[nd][2 * rs], o[nd][2 * rs + 1]);
+            if (tig == 0) *reinterpret_cast<float2 *>(p.ws_ml + (base + grow[rs]) * 2) = make_float2(m[rs], l[rs]);
+        }
+        return;
     }
 #pragma unroll
     for (int rs = 0; rs < 2; rs++) {
@@ -282,13 +392,40 @@ __global__ void __launch_bounds__(128) attn_mma_kernel(AttnParams p) {
     }
 }
 
+/* Merges split-KV partials: one warp per (token, head) row; rows past the last token are skipped. */
+template <int D>
+__global__ void __launch_bounds__(256) attn_combine_kernel(AttnParams p, int n_seqs) {
+    const size_t row = (size_t)blockIdx.x * 8 + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    const int total_q = p.mode == ATT_TREE ? p.tree_nq : p.q_start[n_seqs];
+    if (row >= (size_t)total_q * p.heads) return;
+    float M = -INFINITY;
+    for (int sp = 0; sp < p.nsplit; sp++) M = fmaxf(M, p.ws_ml[((size_t)sp * p.ws_rows + row) * 2]);
+    constexpr int PER = D / 32;
+    float acc[PER] = {}, L = 0.f;
+    if (M != -INFINITY) {
+        for (int sp = 0; sp < p.nsplit; sp++) {
+            float2 ml = *reinterpret_cast<const float2 *>(p.ws_ml + ((size_t)sp * p.ws_rows + row) * 2);
+            if (ml.x == -INFINITY) continue;
+            float w = exp2f(ml.x - M);
+            L += ml.y * w;
+            const float *wo = p.ws_o + ((size_t)sp * p.ws_rows + row) * D;
+#pragma unroll
+            for (int e = 0; e < PER; e++) acc[e] += wo[lane + 32 * e] * w;
+        }
+    }
+    float inv = L > 0.f ? 1.f / L : 0.f;
+#pragma unroll
+    for (int e = 0; e < PER; e++) p.out[row * D + lane + 32 * e] = f2bf(acc[e] * inv);
+}
+
 /* ================================ generic SIMT kernel ======================================== */
 
 #define GEN_THREADS 256
 #define GEN_BK 32
 
 template <int TPR>
-__global__ void __launch_bounds__(GEN_THREADS) attn_generic_kernel(AttnParams p) {
+__global__ void __launch_bounds__(GEN_THREADS, 1) attn_generic_kernel(AttnParams p) {
     constexpr int RB = GEN_THREADS / TPR, HDP = TPR * 8;
     __shared__ __align__(16) float Ks[GEN_BK][HDP];
     __shared__ __align__(16) float Vs[GEN_BK][HDP];
@@ -385,7 +522,28 @@ static int pow2_at_least(int x) {
     return v;
 }
 
-static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q) {
+template <int D, int WARPS, bool FAST>
+static void mma_launch(cuda_ctx *c, const AttnParams &p, dim3 grid) {
+    attn_mma_kernel<D, WARPS, FAST><<<grid, WARPS * 32, mma_smem_bytes<D>(FAST), c->stream>>>(p);
+}
+
+template <int D, int WARPS, bool FAST>
+static int mma_set_smem() {
+    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<D, WARPS, FAST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         mma_smem_bytes<D>(FAST));
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    return e == cudaSuccess ? 0 : -1;
+}
+
+/* Raises the dynamic shared-memory limit of the tensor-core kernels (once per context/device). */
+int attention_ctx_init(cuda_ctx *c) {
+    int rc = 0;
+    rc |= mma_set_smem<64, 4, true>() | mma_set_smem<64, 8, true>() | mma_set_smem<64, 4, false>();
+    rc |= mma_set_smem<128, 4, true>() | mma_set_smem<128, 8, true>() | mma_set_smem<128, 4, false>();
+    return rc;
+}
+
+static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q, int max_k_known) {
     const int hd = p.hd;
     CHECK(hd >= 1 && hd <= 128);
     CHECK(p.kv_heads >= 1 && p.heads % p.kv_heads == 0);
@@ -395,6 +553,7 @@ static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q) 
     int impl = c->attn_impl;
     if (impl == 0) impl = mma_ok ? 3 : 1;
     if (impl >= 2 && !mma_ok) impl = 1;
+    p.nsplit = 1;
 
     if (impl == 1) {
         int tpr = pow2_at_least((hd + 7) / 8);
@@ -410,24 +569,57 @@ static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q) 
         case 8: attn_generic_kernel<8><<<grid, GEN_THREADS, 0, c->stream>>>(p); break;
         default: attn_generic_kernel<16><<<grid, GEN_THREADS, 0, c->stream>>>(p); break;
         }
-    } else {
-        p.tiles_per_seq = ceil_div(rows_max, MMA_BQ);
-        long long blocks = (long long)n_seqs * p.tiles_per_seq;
-        CHECK(blocks < (1LL << 31));
-        dim3 grid((unsigned)blocks, p.kv_heads);
-        if (hd == 64) {
-            if (impl == 3)
-                attn_mma_kernel<64, true><<<grid, 128, 0, c->stream>>>(p);
-            else
-                attn_mma_kernel<64, false><<<grid, 128, 0, c->stream>>>(p);
-        } else {
-            if (impl == 3)
-                attn_mma_kernel<128, true><<<grid, 128, 0, c->stream>>>(p);
-            else
-                attn_mma_kernel<128, false><<<grid, 128, 0, c->stream>>>(p);
+        LAUNCH_CHECK();
+        return;
+    }
+
+    const bool fast = impl == 3;
+    /* 8 warps (128 rows) per block when that still gives every SM two blocks */
+    int warps = fast && (long long)n_seqs * ceil_div(rows_max, 128) * p.kv_heads >= 2LL * c->sm_count ? 8 : 4;
+    p.tiles_per_seq = ceil_div(rows_max, warps * 16);
+    long long blocks = (long long)n_seqs * p.tiles_per_seq;
+    CHECK(blocks < (1LL << 31));
+    long long all_blocks = blocks * p.kv_heads;
+    /* split-KV when the grid would leave SMs idle (decode, label scoring): each split takes a chunk
+     * of the keys, partials go to the context workspace (stream-ordered with the GEMMs that share it) */
+    if (all_blocks < c->sm_count) {
+        int ns = (int)((2LL * c->sm_count + all_blocks - 1) / all_blocks);
+        if (ns > 16) ns = 16;
+        if (max_k_known > 0 && ns > ceil_div(max_k_known, MMA_BK)) ns = ceil_div(max_k_known, MMA_BK);
+        size_t rows = (size_t)n_seqs * max_q * p.heads;
+        while (ns > 1 && (size_t)ns * rows * (hd + 2) * sizeof(float) > c->workspace_bytes) ns--;
+        if (ns > 1) {
+            p.nsplit = ns;
+            p.ws_rows = rows;
+            p.ws_o = (float *)c->workspace;
+            p.ws_ml = p.ws_o + (size_t)ns * rows * hd;
         }
     }
+    dim3 grid((unsigned)blocks, p.kv_heads, p.nsplit);
+    if (hd == 64) {
+        if (!fast)
+            mma_launch<64, 4, false>(c, p, grid);
+        else if (warps == 8)
+            mma_launch<64, 8, true>(c, p, grid);
+        else
+            mma_launch<64, 4, true>(c, p, grid);
+    } else {
+        if (!fast)
+            mma_launch<128, 4, false>(c, p, grid);
+        else if (warps == 8)
+            mma_launch<128, 8, true>(c, p, grid);
+        else
+            mma_launch<128, 4, true>(c, p, grid);
+    }
     LAUNCH_CHECK();
+    if (p.nsplit > 1) {
+        unsigned cb = (unsigned)((p.ws_rows + 7) / 8);
+        if (hd == 64)
+            attn_combine_kernel<64><<<cb, 256, 0, c->stream>>>(p, n_seqs);
+        else
+            attn_combine_kernel<128><<<cb, 256, 0, c->stream>>>(p, n_seqs);
+        LAUNCH_CHECK();
+    }
 }
 
 extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
@@ -442,7 +634,7 @@ extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16
     p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
     p.mode = causal ? ATT_CAUSAL : ATT_FULL;
     p.scale_log2 = scale * 1.4426950408889634f;
-    attention_launch(c, p, n_seqs, max_q);
+    attention_launch(c, p, n_seqs, max_q, 0);
 }
 
 extern "C" void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int n_q,
@@ -457,5 +649,5 @@ extern "C" void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const
     p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
     p.mode = ATT_TREE;
     p.scale_log2 = scale * 1.4426950408889634f;
-    attention_launch(c, p, 1, n_q);
+    attention_launch(c, p, 1, n_q, n_prefix + n_q);
 }

@@ -82,7 +82,8 @@ static inline void ctx_use(cuda_ctx *c) {
     if (cur != c->device) CUDA_CHECK(cudaSetDevice(c->device));
 }
 
-void gemm_cache_free(cuda_ctx *c); /* gemm.cu */
+void gemm_cache_free(cuda_ctx *c);    /* gemm.cu */
+int attention_ctx_init(cuda_ctx *c); /* attention.cu: kernel attributes (shared-memory limits) */
 
 /* ---- small helpers --------------------------------------------------------------------------- */
 static inline int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }

@@ -89,6 +89,10 @@ extern "C" int cuda_ctx_new(cuda_ctx **out, int device, llava_err *err) {
         cuda_ctx_free(c);
         return rc;
     }
+    if (attention_ctx_init(c) != 0) {
+        cuda_ctx_free(c);
+        return llava_errf(err, "CUDA: device %d (%s) refused the attention kernels' shared-memory size", device, p.name);
+    }
     *out = c;
     return 0;
 }
