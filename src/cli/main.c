@@ -12,6 +12,7 @@ static void usage(FILE *f) {
             "  run         answer a prompt about images      llava run -m MODEL_DIR -i photo.jpg -p \"What is shown?\"\n"
             "  tokenize    show ids and pieces               llava tokenize -m MODEL_DIR \"some text\"\n"
             "  preprocess  write the pixel values            llava preprocess -m MODEL_DIR -i photo.jpg -o pixels.safetensors\n"
+            "  classify    label many images, resumably      llava classify -m MODEL_DIR --labels labels.txt photos/ -o results.jsonl\n"
             "  eval        score predictions against truth  llava eval --pred results.jsonl --truth truth.csv --report r.html\n"
             "\n"
             "`llava <command> --help` lists the options of a command.\n");
@@ -26,6 +27,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "preprocess")) return cmd_preprocess(argc - 1, argv + 1);
+    if (!strcmp(cmd, "classify")) return cmd_classify(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "llava: unknown command \"%s\" (run `llava --help`)\n", cmd);
     return 2;
