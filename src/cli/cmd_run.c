@@ -256,6 +256,7 @@ int cmd_run(int argc, char **argv) {
     } else {
         if (text && strlen(text) > ss.printed) fputs(text + ss.printed, stdout);
         putchar('\n');
+        fflush(stdout);
         fprintf(stderr,
                 "llava: %s: %d prompt tokens (%d image), %d generated (%s); load %.2fs, preprocess %.3fs, vision %.3fs, "
                 "prefill %.3fs, decode %.3fs (%.1f tok/s)\n",

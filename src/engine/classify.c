@@ -172,22 +172,19 @@ const int *llava_classifier_continuation(const llava_classifier *c, int i, int *
     return c->cont[i];
 }
 
-/* probs/scores from the logits after the prompt (V) and after every trie node (n_nodes, V);
- * lsm is scratch of (n_nodes + 1) * V doubles. */
-static int score_labels(double *probs, double *scores, const llava_classifier *c, const float *logits,
-                        const float *tree_logits, double *lsm) {
+/* probs/scores from the log-probabilities after the prompt (lsm0, V) and after every trie node
+ * (tree_lp, (n_nodes, V)). */
+static void score_labels(double *probs, double *scores, const llava_classifier *c, const double *lsm0,
+                         const float *tree_lp) {
     const int V = c->m->cfg.text.vocab;
-    /* row 0: after the prompt; row 1 + nd: after trie node nd */
-    cpu_log_softmax(lsm, logits, V);
-    for (int nd = 0; nd < c->n_nodes; nd++) cpu_log_softmax(lsm + (size_t)(nd + 1) * V, tree_logits + (size_t)nd * V, V);
     double *sc = scores ? scores : xmalloc(sizeof(double) * (size_t)c->n_labels);
     double mx = -INFINITY;
     for (int i = 0; i < c->n_labels; i++) {
         double s = 0;
         for (int k = 0; k < c->n_cont[i]; k++) {
             int nd = c->path[i][k];
-            int row = c->par[nd] < 0 ? 0 : c->par[nd] + 1;
-            s += lsm[(size_t)row * V + c->tok[nd]];
+            int p = c->par[nd];
+            s += p < 0 ? lsm0[c->tok[nd]] : (double)tree_lp[(size_t)p * V + c->tok[nd]];
         }
         sc[i] = s;
         if (s > mx) mx = s;
@@ -196,7 +193,14 @@ static int score_labels(double *probs, double *scores, const llava_classifier *c
     for (int i = 0; i < c->n_labels; i++) z += exp(sc[i] - mx);
     for (int i = 0; i < c->n_labels; i++) probs[i] = exp(sc[i] - mx) / z;
     if (sc != scores) free(sc);
-    return 0;
+}
+
+/* in place: each row of x (rows, V) becomes its log-softmax (computed in double) */
+static void log_softmax_rows(float *x, int rows, int V, double *tmp) {
+    for (int r = 0; r < rows; r++) {
+        cpu_log_softmax(tmp, x + (size_t)r * V, V);
+        for (int i = 0; i < V; i++) x[(size_t)r * V + i] = (float)tmp[i];
+    }
 }
 
 /* prompt ids with the image token expanded to n_feats copies; malloc'd */
@@ -235,7 +239,7 @@ int llava_classify_pixels(double *probs, double *scores, const llava_classifier 
     x = llava_try_malloc(sizeof(float) * (size_t)(n_ids > c->n_nodes ? n_ids : c->n_nodes) * Ht, "embeddings", err);
     logits = x ? llava_try_malloc(sizeof(float) * (size_t)V, "logits", err) : NULL;
     tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)c->n_nodes * V, "label logits", err) : NULL;
-    lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * (c->n_nodes + 1), "log-softmax", err) : NULL;
+    lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * 2, "log-softmax", err) : NULL;
     if (!lsm) goto done;
     mistral_embed(x, &m->lm, ids, n_ids);
     for (int i = 0, f = 0; i < n_ids; i++)
@@ -243,7 +247,9 @@ int llava_classify_pixels(double *probs, double *scores, const llava_classifier 
     if (mistral_forward(logits, &m->lm, &cache, x, n_ids, 0, err)) goto done;
     mistral_embed(x, &m->lm, c->tok, c->n_nodes);
     if (mistral_forward_tree(tree_logits, &m->lm, &cache, x, c->n_nodes, c->par, err)) goto done;
-    if (score_labels(probs, scores, c, logits, tree_logits, lsm)) goto done;
+    cpu_log_softmax(lsm, logits, V);
+    log_softmax_rows(tree_logits, c->n_nodes, V, lsm + V);
+    score_labels(probs, scores, c, lsm, tree_logits);
     rc = 0;
 done:
     mistral_cache_free(&cache);
@@ -257,13 +263,16 @@ int llava_classify_pixels_gpu(double *probs, double *scores, const llava_classif
     int n_feats = 0, *ids = NULL, n_ids = 0, rc = -1;
     float *logits = llava_try_malloc(sizeof(float) * (size_t)V, "logits", err);
     float *tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)c->n_nodes * V, "label logits", err) : NULL;
-    double *lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * (c->n_nodes + 1), "log-softmax", err) : NULL;
+    double *lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V, "log-softmax", err) : NULL;
     if (!lsm) goto done;
     if (llava_gpu_encode_image(gpu, pixels, n_tiles, H, W, &n_feats, err)) goto done;
     if (expanded_prompt(&ids, &n_ids, c, n_feats, err)) goto done;
     if (llava_gpu_prefill(gpu, ids, n_ids, logits, err)) goto done;
+    /* the device returns the trie rows already log-softmaxed */
     if (llava_gpu_tree(gpu, c->tok, c->par, c->n_nodes, tree_logits, err)) goto done;
-    rc = score_labels(probs, scores, c, logits, tree_logits, lsm);
+    cpu_log_softmax(lsm, logits, V);
+    score_labels(probs, scores, c, lsm, tree_logits);
+    rc = 0;
 done:
     free(logits), free(tree_logits), free(lsm), free(ids);
     return rc;

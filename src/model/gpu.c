@@ -445,7 +445,7 @@ int llava_gpu_decode(llava_gpu *g, int id, float *logits, llava_err *err) {
     return 0;
 }
 
-int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float *logits, llava_err *err) {
+int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float *logprobs, llava_err *err) {
     const int H = g->m->cfg.text.hidden, V = g->m->cfg.text.vocab;
     if (n > g->max_tree || g->len + n > g->max_tokens)
         return llava_errf(err, "label trie of %d tokens does not fit the reserved buffers", n);
@@ -458,7 +458,8 @@ int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float
     cuda_embed(g->c, g->x, g->embed, g->d_ids, n, H);
     decoder(g, n, 1);
     cuda_linear_f32out(g->c, g->logits, g->h, g->lm_head, n, H, V);
-    cuda_download(g->c, logits, g->logits, sizeof(float) * (size_t)n * V);
+    cuda_log_softmax(g->c, g->logits, g->logits, n, V);
+    cuda_download(g->c, logprobs, g->logits, sizeof(float) * (size_t)n * V);
     return 0;
 }
 

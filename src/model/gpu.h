@@ -29,8 +29,10 @@ int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H
 int llava_gpu_prefill(llava_gpu *g, const int *ids, int n_ids, float *logits, llava_err *err);
 /* One decoding step: appends token id, logits (host, V) of it. */
 int llava_gpu_decode(llava_gpu *g, int id, float *logits, llava_err *err);
-/* Label trie after the prefilled prompt (see mistral_forward_tree); logits (host, n, V). */
-int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float *logits, llava_err *err);
+/* Label trie after the prefilled prompt (see mistral_forward_tree); logprobs (host, n, V) are the
+ * log-softmax of each trie token's logits (computed on the device: only what scoring needs crosses
+ * PCIe, and the host does no per-row exp work). */
+int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float *logprobs, llava_err *err);
 
 /* Debug/test access: the vision hidden state of the selected layer for the last encoded image
  * (host, (n_tiles, n_pos, Dv) as float). */
