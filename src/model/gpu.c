@@ -64,7 +64,8 @@ struct llava_gpu {
     bf16 *feats;         /* packed image features (max_tokens, Ht) */
     int n_feats, last_tiles;
     /* decoder buffers (max_tokens tokens) */
-    bf16 *x, *h, *q, *att, *gu, *act;
+    bf16 *x, *h, *q, *att, *gu, *act; /* x: bf16 staging of embeddings + image features */
+    float *xf;           /* the residual stream in fp32 (max_tokens, H) */
     bf16 *kc, *vc;       /* (layers, max_tokens, KD) */
     float *logits;       /* (max_tree, V) */
     int max_tree;
@@ -99,7 +100,7 @@ void llava_gpu_free(llava_gpu *g) {
     void *ptrs[] = {g->patch_w, g->class_emb, g->pos_emb, g->pre_ln_w, g->pre_ln_b, g->p_w1, g->p_b1, g->p_w2, g->p_b2,
                     g->newline, g->embed, g->norm, g->lm_head == g->embed ? NULL : g->lm_head, g->v_cols, g->v_x, g->v_h,
                     g->v_q, g->v_k, g->v_v, g->v_mlp, g->v_tmp, g->v_ids, g->v_qs, g->feats, g->x, g->h, g->q, g->att,
-                    g->gu, g->act, g->kc, g->vc, g->logits, g->d_ids, g->d_pos, g->d_idx, g->d_starts, g->d_parent};
+                    g->gu, g->act, g->xf, g->kc, g->vc, g->logits, g->d_ids, g->d_pos, g->d_idx, g->d_starts, g->d_parent};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cuda_free(ptrs[i]);
     if (g->cl)
@@ -215,6 +216,7 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, int max_tokens, llava_
     const size_t nt = (size_t)max_tokens;
     size_t big = (size_t)(2 * I > QD ? 2 * I : QD);
     ALLOC(g->x, sizeof(bf16) * nt * Ht);
+    ALLOC(g->xf, sizeof(float) * nt * Ht);
     ALLOC(g->h, sizeof(bf16) * nt * Ht);
     ALLOC(g->q, sizeof(bf16) * nt * QD);
     ALLOC(g->att, sizeof(bf16) * nt * QD);
@@ -360,7 +362,9 @@ int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H
     return 0;
 }
 
-/* decoder over n tokens in g->x at cache rows g->len.. with positions d_pos; tree when parent != NULL */
+/* decoder over the n tokens staged in g->x (bf16) at cache rows g->len.. with positions d_pos; tree
+ * attention when tree is set. The residual stream runs in fp32 (g->xf); every block's input and
+ * output are bf16. Leaves the final-normed hidden states in g->h. */
 static void decoder(llava_gpu *g, int n, int tree) {
     const llava_text_config *c = &g->m->cfg.text;
     const int H = c->hidden, I = c->intermediate, hd = c->head_dim;
@@ -373,7 +377,10 @@ static void decoder(llava_gpu *g, int n, int tree) {
         const gdec_layer *y = &g->dl[l];
         bf16 *kc = g->kc + l * lstride, *vc = g->vc + l * lstride;
         bf16 *kn = kc + (size_t)g->len * KD, *vn = vc + (size_t)g->len * KD;
-        if (l == 0) cuda_rmsnorm(g->c, g->h, g->x, y->attn_norm, n, H, c->eps);
+        if (l == 0) {
+            cuda_bf16_to_f32(g->c, g->xf, g->x, (size_t)n * H);
+            cuda_add_rmsnorm_f32(g->c, g->h, g->xf, NULL, y->attn_norm, n, H, c->eps);
+        }
         cuda_linear(g->c, g->q, g->h, y->wq, NULL, n, H, QD);
         cuda_linear(g->c, kn, g->h, y->wk, NULL, n, H, KD);
         cuda_linear(g->c, vn, g->h, y->wv, NULL, n, H, KD);
@@ -385,14 +392,14 @@ static void decoder(llava_gpu *g, int n, int tree) {
             cuda_attention(g->c, g->att, g->q, kc, vc, g->d_starts, g->d_starts + 2, 1, n, c->heads, c->kv_heads, hd, KD,
                            1, scale);
         cuda_linear(g->c, g->h, g->att, y->wo, NULL, n, QD, H);
-        cuda_add_rmsnorm(g->c, g->h, g->x, g->h, y->mlp_norm, n, H, c->eps); /* x += attn; h = norm(x) */
+        cuda_add_rmsnorm_f32(g->c, g->h, g->xf, g->h, y->mlp_norm, n, H, c->eps); /* x += attn; h = norm(x) */
         cuda_linear(g->c, g->gu, g->h, y->w_gu, NULL, n, H, 2 * I);
         cuda_swiglu(g->c, g->act, g->gu, n, I);
         cuda_linear(g->c, g->h, g->act, y->w_down, NULL, n, I, H);
         if (l + 1 < c->layers)
-            cuda_add_rmsnorm(g->c, g->h, g->x, g->h, g->dl[l + 1].attn_norm, n, H, c->eps);
+            cuda_add_rmsnorm_f32(g->c, g->h, g->xf, g->h, g->dl[l + 1].attn_norm, n, H, c->eps);
         else
-            cuda_add_rmsnorm(g->c, g->h, g->x, g->h, g->norm, n, H, c->eps); /* final norm */
+            cuda_add_rmsnorm_f32(g->c, g->h, g->xf, g->h, g->norm, n, H, c->eps); /* final norm */
     }
 }
 

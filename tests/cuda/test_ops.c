@@ -289,6 +289,37 @@ static void test_add_rmsnorm(int n, int d) {
     cuda_free(dx), cuda_free(dr), cuda_free(dw), cuda_free(dout_);
 }
 
+/* fp32 residual stream: x (fp32) += r (bf16) then rmsnorm; out aliases r as the decoder calls it */
+static void test_add_rmsnorm_f32(int n, int d) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d d=%d", n, d);
+    size_t N = (size_t)n * d;
+    float *x = rand_vec(N, 2.f), *r = rand_vec(N, 1.f), *w = rand_vec(d, 1.f);
+    float *sum = xmalloc_t(N * sizeof(float)), *ref = xmalloc_t(N * sizeof(float)), *gx = xmalloc_t(N * sizeof(float));
+    for (size_t i = 0; i < N; i++) sum[i] = x[i] + bfr(r[i]);
+    cpu_rmsnorm(ref, sum, w, n, d, 1e-5f);
+    float *dx = cuda_malloc(N * sizeof(float), "x", NULL);
+    cuda_upload(C, dx, x, N * sizeof(float));
+    void *dr = up_bf16(r, N), *dw = up_bf16(w, d);
+    cuda_add_rmsnorm_f32(C, dr, dx, dr, dw, n, d, 1e-5f);
+    cuda_download(C, gx, dx, N * sizeof(float));
+    float *g = down_bf16(dr, N);
+    check("add_rmsnorm_f32.x", shape, gx, sum, N, d, 1e-5);
+    check("add_rmsnorm_f32.out", shape, g, ref, N, d, 1e-2);
+    /* r = NULL: plain rmsnorm of the fp32 stream */
+    cuda_add_rmsnorm_f32(C, dr, dx, NULL, dw, n, d, 1e-5f);
+    float *g2 = down_bf16(dr, N);
+    check("add_rmsnorm_f32(r=NULL).out", shape, g2, ref, N, d, 1e-2);
+    /* bf16 → fp32 conversion */
+    cuda_bf16_to_f32(C, dx, dw, (size_t)d);
+    cuda_download(C, gx, dx, (size_t)d * sizeof(float));
+    int exact = 1;
+    for (int i = 0; i < d; i++) exact &= gx[i] == bfr(w[i]);
+    expect(exact, "bf16_to_f32", shape, "exact conversion");
+    free(x), free(r), free(w), free(sum), free(ref), free(gx), free(g), free(g2);
+    cuda_free(dx), cuda_free(dr), cuda_free(dw);
+}
+
 static void test_add(size_t n, int offset) {
     char shape[128];
     snprintf(shape, sizeof shape, "n=%zu%s", n, offset ? " unaligned" : "");
@@ -825,6 +856,9 @@ int main(int argc, char **argv) {
     test_add_rmsnorm(7, 33);
     test_add_rmsnorm(2478, 4096);
     test_add_rmsnorm(4097, 64);
+    test_add_rmsnorm_f32(1, 4096);
+    test_add_rmsnorm_f32(7, 33);
+    test_add_rmsnorm_f32(2478, 4096);
 
     /* elementwise */
     test_add(1, 0);

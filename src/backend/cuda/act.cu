@@ -98,3 +98,15 @@ extern "C" void cuda_swiglu(cuda_ctx *c, bf16 *out, const bf16 *gu, int n, int I
     swiglu_kernel<<<grid_for(vec ? total / 8 : total, 256, c), 256, 0, c->stream>>>(out, gu, n, I, vec);
     LAUNCH_CHECK();
 }
+
+__global__ void bf16_to_f32_kernel(float *out, const uint16_t *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = bf2f(x[i]);
+}
+
+extern "C" void cuda_bf16_to_f32(cuda_ctx *c, float *out, const bf16 *x, size_t n) {
+    if (!n) return;
+    ctx_use(c);
+    bf16_to_f32_kernel<<<grid_for(n, 256, c), 256, 0, c->stream>>>(out, x, n);
+    LAUNCH_CHECK();
+}

@@ -55,6 +55,11 @@ void cuda_rmsnorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, int n, i
 /* Fused residual: x += r (bf16, fp32 add), then out = rmsnorm(x) — the pre-norm of the next block. */
 void cuda_add_rmsnorm(cuda_ctx *c, bf16 *out, bf16 *x, const bf16 *r, const bf16 *w, int n, int d, float eps);
 void cuda_add(cuda_ctx *c, bf16 *x, const bf16 *r, size_t n); /* x += r */
+/* The same with an fp32 residual stream x (the decoder keeps its residual in fp32, closer to the fp32
+ * reference than bf16): x += r (r bf16, may be NULL), out (bf16) = rmsnorm(x) ⊙ w; out may alias r. */
+void cuda_add_rmsnorm_f32(cuda_ctx *c, bf16 *out, float *x, const bf16 *r, const bf16 *w, int n, int d, float eps);
+/* out (fp32) = x (bf16), n values */
+void cuda_bf16_to_f32(cuda_ctx *c, float *out, const bf16 *x, size_t n);
 
 void cuda_gelu(cuda_ctx *c, bf16 *x, size_t n);        /* erf form */
 void cuda_gelu_tanh(cuda_ctx *c, bf16 *x, size_t n);

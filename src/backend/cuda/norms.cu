@@ -155,3 +155,31 @@ extern "C" void cuda_add_rmsnorm(cuda_ctx *c, bf16 *out, bf16 *x, const bf16 *r,
         rmsnorm_kernel<false, true><<<grid, 256, 0, c->stream>>>(out, x, r, w, n, d, eps);
     LAUNCH_CHECK();
 }
+
+/* fp32 residual stream: x (fp32) += r (bf16, may be NULL), out (bf16) = rmsnorm(x) ⊙ w.
+ * One warp per row, scalar accesses (x is fp32, so the bf16 16-byte path does not apply). Each lane
+ * reads r[k] in the first loop and writes out[k] in the second, so out may alias r. */
+__global__ void __launch_bounds__(256)
+    add_rmsnorm_f32_kernel(uint16_t *out, float *x, const uint16_t *r, const uint16_t *w, int n, int d, float eps) {
+    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= n) return;
+    float *xr = x + (size_t)row * d;
+    const uint16_t *rr = r ? r + (size_t)row * d : nullptr;
+    uint16_t *orow = out + (size_t)row * d;
+    float ss = 0.f;
+    for (int k = lane; k < d; k += 32) {
+        float v = xr[k] + (rr ? bf2f(rr[k]) : 0.f);
+        xr[k] = v;
+        ss += v * v;
+    }
+    float rinv = rsqrtf(warp_sum(ss) / d + eps);
+    for (int k = lane; k < d; k += 32) orow[k] = f2bf(xr[k] * rinv * bf2f(w[k]));
+}
+
+extern "C" void cuda_add_rmsnorm_f32(cuda_ctx *c, bf16 *out, float *x, const bf16 *r, const bf16 *w, int n, int d,
+                                     float eps) {
+    if (n <= 0 || d <= 0) return;
+    ctx_use(c);
+    add_rmsnorm_f32_kernel<<<ceil_div(n, ROWS_PER_BLOCK), 256, 0, c->stream>>>(out, x, r, w, n, d, eps);
+    LAUNCH_CHECK();
+}
