@@ -87,26 +87,22 @@ check "re-run of a finished output exits 0 and adds nothing" '[ $rc -eq 0 ] && [
 check "re-run says it resumes" 'grep -q "$NIN of $NIN inputs already recorded, 0 to go" "$T/again.err"'
 
 # --- 2. SIGKILL at random moments, resume each time ------------------------------------------------
-# each start loads the model (t_one) and then works a random while: on average 0.6 of the run is done
-# under the kills, so they land all over the file and the run does not finish before the last one
-# start + model load + one image; the faster of two (a first CUDA start is slower than later ones)
-t_one=1000
-for k in 1 2; do
-    t_load0=$(now)
-    "$BIN" classify -m "$MODEL" --labels "$LABELS" "$FIX/ref/images/small.png" -o "$T/load.jsonl" --overwrite 2>/dev/null
-    t_one=$(awk -v a="$t_one" -v b="$(calc "$(now) - $t_load0")" 'BEGIN { print (a < b ? a : b) }')
-done
-span=$(calc "$t_one + 1.2 * $t_full / $KILLS")
+# Each start is killed after it has added a random number of records (0 .. 2 x NIN/KILLS, so about
+# half of the run happens under the kills and it never finishes before the last one) plus a random
+# part of one image's time: the kills land during model load, mid-image and around record writes.
+t_img=$(calc "$t_full / $NIN")
 kills=0; tries=0; progressed=0; torn_seen=0; bad_state=0
+touch "$T/kill.jsonl"
 while [ $kills -lt $KILLS ] && [ $tries -lt $((KILLS * 2)) ]; do
     tries=$((tries + 1))
-    before=$( [ -f "$T/kill.jsonl" ] && wc -l <"$T/kill.jsonl" || echo 0)
+    before=$(wc -l <"$T/kill.jsonl")
+    target=$((before + RANDOM % (NIN / KILLS + 1)))
     run_bg "$T/kill.jsonl" "$T/kill.err"
-    sleep "$(calc "$span * ($RANDOM % 1000) / 1000 + 0.02")"
+    while [ "$(wc -l <"$T/kill.jsonl")" -lt $target ] && kill -0 "$BGPID" 2>/dev/null; do sleep 0.005; done
+    sleep "$(calc "$t_img * ($RANDOM % 1000) / 1000")"
     kill -9 "$BGPID" 2>/dev/null && kills=$((kills + 1))
     wait "$BGPID" 2>/dev/null
     BGPID=
-    [ -f "$T/kill.jsonl" ] || continue
     [ -n "$(tail -c 1 "$T/kill.jsonl")" ] && torn_seen=$((torn_seen + 1))
     # whole lines so far: well formed and unique
     head -n "$(wc -l <"$T/kill.jsonl")" "$T/kill.jsonl" >"$T/kill.whole"
@@ -114,9 +110,9 @@ while [ $kills -lt $KILLS ] && [ $tries -lt $((KILLS * 2)) ]; do
     after=$(wc -l <"$T/kill.jsonl")
     [ "$after" -gt "$before" ] && progressed=$((progressed + 1))
 done
-echo "INFO kill test: $kills SIGKILLs (sleeps up to ${span}s, full run ${t_full}s), $progressed made progress, $torn_seen left a torn line, $(wc -l <"$T/kill.jsonl" 2>/dev/null || echo 0) of $NIN records before the final resume"
+echo "INFO kill test: $kills SIGKILLs (full run ${t_full}s), $progressed made progress, $torn_seen left a torn line, $(wc -l <"$T/kill.jsonl" 2>/dev/null || echo 0) of $NIN records before the final resume"
 check "at least $KILLS kills landed ($kills)" '[ $kills -ge $KILLS ]'
-check "most killed runs made progress ($progressed of $kills)" '[ $progressed -ge $((KILLS / 2)) ]'
+check "most killed runs made progress ($progressed of $kills)" '[ $progressed -ge $((KILLS / 3)) ]'
 check "whole lines always well formed and unique after a kill" '[ $bad_state -eq 0 ]'
 run -o "$T/kill.jsonl" 2>"$T/kill.last"; rc=$?
 check "final resume exits 0 ($(tail -n 2 "$T/kill.last"))" '[ $rc -eq 0 ]'
