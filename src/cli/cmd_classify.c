@@ -459,22 +459,35 @@ int cmd_classify(int argc, char **argv) {
         goto done;
     }
 
-    if (llava_model_load(&m, o.model, &err)) {
+    /* on the GPU the weights go straight from the checkpoint to the device (no fp32 host copies) */
+    int want_gpu = strcmp(o.device, "cpu") && llava_gpu_available(gpu_name, sizeof gpu_name) > 0;
+    if (!want_gpu && !strcmp(o.device, "cuda")) {
+        llava_errf(&err, "--device cuda: no CUDA device is available; use --device cpu");
+        goto fail;
+    }
+    if (llava_model_load_ex(&m, o.model, !want_gpu, &err)) {
         llava_err_prefix(&err, "cannot load the model %s", o.model);
         goto fail;
     }
     if (llava_classifier_new(&clf, m, (const char *const *)labels.v, labels.n, o.question, o.answer, &err))
         goto fail;
-    if (strcmp(o.device, "cpu") && llava_gpu_available(gpu_name, sizeof gpu_name) > 0) {
+    if (want_gpu) {
         int max_tokens = gpu_max_tokens(m, clf, &err);
         if (max_tokens < 0 || llava_gpu_load(&gpu, m, max_tokens, &err)) {
             if (!strcmp(o.device, "cuda")) goto fail;
             fprintf(stderr, "llava: warning: %s; running on the CPU\n", err.msg);
             gpu = NULL;
+            llava_classifier_free(clf);
+            clf = NULL;
+            llava_model_free(m);
+            m = NULL;
+            if (llava_model_load_ex(&m, o.model, 1, &err)) {
+                llava_err_prefix(&err, "cannot load the model %s", o.model);
+                goto fail;
+            }
+            if (llava_classifier_new(&clf, m, (const char *const *)labels.v, labels.n, o.question, o.answer, &err))
+                goto fail;
         }
-    } else if (!strcmp(o.device, "cuda")) {
-        llava_errf(&err, "--device cuda: no CUDA device is available; use --device cpu");
-        goto fail;
     }
     fprintf(stderr, "llava: %d labels, model on %s, %d decode threads\n", llava_classifier_n_labels(clf),
             gpu ? gpu_name : "the CPU", o.threads ? o.threads : default_threads());

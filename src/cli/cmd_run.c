@@ -168,7 +168,8 @@ int cmd_run(int argc, char **argv) {
     llava_gpu *gpu = NULL;
     memset(img, 0, sizeof img);
     double t0 = llava_now();
-    if (llava_model_load(&m, model_dir, &err)) goto fail;
+    /* on the GPU the weights go straight from the checkpoint to the device: no fp32 host copies */
+    if (llava_model_load_ex(&m, model_dir, !use_gpu, &err)) goto fail;
     double t_load = llava_now() - t0;
     t0 = llava_now();
     for (int i = 0; i < n_images; i++) {
@@ -188,6 +189,10 @@ int cmd_run(int argc, char **argv) {
             if (!strcmp(device, "cuda")) goto fail;
             fprintf(stderr, "llava run: warning: %s; running on the CPU\n", err.msg);
             use_gpu = 0;
+            free(ids);
+            ids = NULL;
+            llava_model_free(m);
+            if (llava_model_load_ex(&m, model_dir, 1, &err)) goto fail;
         }
         t_gpu_load = llava_now() - t0;
     }

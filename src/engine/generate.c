@@ -109,6 +109,7 @@ int llava_generate(llava_gen_result *res, const llava_model *m, llava_gpu *gpu, 
     memset(res, 0, sizeof *res);
     const int H = m->cfg.text.hidden, V = m->cfg.text.vocab, img = m->cfg.image_token_index;
     if (n_ids <= 0) return llava_errf(err, "empty prompt");
+    if (!gpu && !m->cpu_weights) return llava_errf(err, "the model was loaded for the GPU only (no CPU weights)");
     for (int i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= V) return llava_errf(err, "token id %d is outside the vocabulary (%d)", ids[i], V);
     int max_new = p->max_tokens < 0 ? 0 : p->max_tokens;

@@ -10,14 +10,18 @@
 
 #define VT "model.vision_tower.vision_model."
 
-int clip_load(clip_model *m, const llava_safetensors *st, const llava_vision_config *cfg, int feature_layer,
-              llava_err *err) {
+void clip_init_shapes(clip_model *m, const llava_vision_config *cfg, int feature_layer) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    int L = cfg->layers, D = cfg->hidden, I = cfg->intermediate, P = cfg->patch;
-    m->n_run = feature_layer < 0 ? L + 1 + feature_layer : feature_layer;
-    m->grid = cfg->image_size / P;
+    m->n_run = feature_layer < 0 ? cfg->layers + 1 + feature_layer : feature_layer;
+    m->grid = cfg->image_size / cfg->patch;
     m->n_pos = m->grid * m->grid + 1;
+}
+
+int clip_load(clip_model *m, const llava_safetensors *st, const llava_vision_config *cfg, int feature_layer,
+              llava_err *err) {
+    clip_init_shapes(m, cfg, feature_layer);
+    int D = cfg->hidden, I = cfg->intermediate, P = cfg->patch;
     if (llava_weight_f32f(&m->patch_w, st, err, D, 3, P, P, VT "embeddings.patch_embedding.weight") ||
         llava_weight_f32f(&m->class_emb, st, err, D, 0, 0, 0, VT "embeddings.class_embedding") ||
         llava_weight_f32f(&m->pos_emb, st, err, m->n_pos, D, 0, 0, VT "embeddings.position_embedding.weight") ||

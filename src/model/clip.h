@@ -33,6 +33,8 @@ typedef struct clip_model {
 /* feature_layer as in config.json (negative counts from the end of the n_layers+1 hidden states). */
 int clip_load(clip_model *m, const llava_safetensors *st, const llava_vision_config *cfg, int feature_layer,
               llava_err *err);
+/* Dimensions only (n_run, grid, n_pos), no weights: for a model whose weights live on the GPU. */
+void clip_init_shapes(clip_model *m, const llava_vision_config *cfg, int feature_layer);
 void clip_free(clip_model *m);
 
 /* out (n_tiles, n_pos, D) = hidden state feature_layer for pixels (n_tiles, 3, S, S). */

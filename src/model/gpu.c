@@ -7,9 +7,11 @@
 #include "model/gpu.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "model/pack.h"
+#include "model/weights.h"
 #include "util/mem.h"
 
 #ifndef LLAVA_CUDA
@@ -73,20 +75,44 @@ struct llava_gpu {
     int len;             /* tokens in the KV cache */
 };
 
-static bf16 *up(llava_gpu *g, const float *src, size_t n, const char *what, llava_err *err) {
-    bf16 *d = cuda_malloc(n * sizeof(bf16), what, err);
-    if (!d) return NULL;
-    if (cuda_upload_f32_as_bf16(g->c, d, src, n, err)) {
-        cuda_free(d);
-        return NULL;
+/* Uploads checkpoint tensor `name` (shape checked) as bf16 into *dst + offset elements, allocating
+ * *dst with alloc_elems elements when it is NULL. BF16 tensors go up as they are in the mmapped
+ * file; F32/F16 are converted on the way. */
+static int upload_tensor(llava_gpu *g, bf16 **dst, size_t alloc_elems, size_t offset, const char *name, int ndim,
+                         const int64_t *shape, llava_err *err) {
+    const llava_tensor *t = llava_weight_find(g->m->st, name);
+    if (!t) return llava_errf(err, "tensor %s is missing from the checkpoint", name);
+    if (llava_tensor_expect(t, ndim, shape, err)) return -1;
+    if (!*dst && !(*dst = cuda_malloc(sizeof(bf16) * alloc_elems, name, err))) return -1;
+    if (t->dtype == LLAVA_DT_BF16) {
+        cuda_upload(g->c, *dst + offset, t->data, t->nbytes);
+        return 0;
     }
-    return d;
+    float *tmp = llava_try_malloc(sizeof(float) * (size_t)t->numel, name, err);
+    if (!tmp) return -1;
+    int rc = llava_tensor_to_f32(tmp, t, err) || cuda_upload_f32_as_bf16(g->c, *dst + offset, tmp, (size_t)t->numel, err);
+    free(tmp);
+    return rc ? -1 : 0;
 }
 
-#define UP(dst, src, n)                                         \
-    do {                                                        \
-        if (!((dst) = up(g, (src), (size_t)(n), #dst, err))) goto fail; \
-    } while (0)
+/* printf-style name; dims d0..d3 (unused = 0) */
+static int upt(llava_gpu *g, bf16 **dst, size_t alloc, size_t off, llava_err *err, int64_t d0, int64_t d1, int64_t d2,
+               int64_t d3, const char *fmt, ...) __attribute__((format(printf, 10, 11)));
+static int upt(llava_gpu *g, bf16 **dst, size_t alloc, size_t off, llava_err *err, int64_t d0, int64_t d1, int64_t d2,
+               int64_t d3, const char *fmt, ...) {
+    char name[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    int64_t shape[4] = {d0, d1, d2, d3};
+    int ndim = d3 ? 4 : d2 ? 3 : d1 ? 2 : 1;
+    size_t n = (size_t)d0 * (d1 ? d1 : 1) * (d2 ? d2 : 1) * (d3 ? d3 : 1);
+    return upload_tensor(g, dst, alloc ? alloc : n, off, name, ndim, shape, err);
+}
+
+#define VT "model.vision_tower.vision_model."
+#define LM "model.language_model."
 #define ALLOC(dst, bytes)                                                    \
     do {                                                                     \
         if (!((dst) = cuda_malloc((size_t)(bytes), #dst, err))) goto fail;   \
@@ -140,65 +166,65 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, int max_tokens, llava_
     g->max_tiles = max_tiles;
     g->max_tree = 1024;
     if (cuda_ctx_new(&g->c, 0, err)) goto fail;
-    /* vision weights */
-    UP(g->patch_w, cm->patch_w, (size_t)Dv * 3 * P * P);
-    UP(g->class_emb, cm->class_emb, Dv);
-    UP(g->pos_emb, cm->pos_emb, (size_t)NP * Dv);
-    UP(g->pre_ln_w, cm->pre_ln_w, Dv);
-    UP(g->pre_ln_b, cm->pre_ln_b, Dv);
-    g->cl = xcalloc((size_t)(cm->n_run ? cm->n_run : 1), sizeof(gclip_layer));
-    for (int l = 0; l < cm->n_run; l++) {
-        const clip_layer *s = &cm->layers[l];
-        gclip_layer *d = &g->cl[l];
-        UP(d->ln1_w, s->ln1_w, Dv);
-        UP(d->ln1_b, s->ln1_b, Dv);
-        UP(d->q_w, s->q_w, (size_t)Dv * Dv);
-        UP(d->q_b, s->q_b, Dv);
-        UP(d->k_w, s->k_w, (size_t)Dv * Dv);
-        UP(d->k_b, s->k_b, Dv);
-        UP(d->v_w, s->v_w, (size_t)Dv * Dv);
-        UP(d->v_b, s->v_b, Dv);
-        UP(d->o_w, s->o_w, (size_t)Dv * Dv);
-        UP(d->o_b, s->o_b, Dv);
-        UP(d->ln2_w, s->ln2_w, Dv);
-        UP(d->ln2_b, s->ln2_b, Dv);
-        UP(d->fc1_w, s->fc1_w, (size_t)Iv * Dv);
-        UP(d->fc1_b, s->fc1_b, Iv);
-        UP(d->fc2_w, s->fc2_w, (size_t)Dv * Iv);
-        UP(d->fc2_b, s->fc2_b, Dv);
-    }
-    UP(g->p_w1, m->proj_w1, (size_t)Ht * Dv);
-    UP(g->p_w2, m->proj_w2, (size_t)Ht * Ht);
-    if (m->proj_b1) UP(g->p_b1, m->proj_b1, Ht);
-    if (m->proj_b2) UP(g->p_b2, m->proj_b2, Ht);
-    UP(g->newline, m->image_newline, Ht);
-    /* decoder weights */
-    const mistral_model *lm = &m->lm;
-    UP(g->embed, lm->embed, (size_t)V * Ht);
-    UP(g->norm, lm->norm, Ht);
-    if (lm->lm_head == lm->embed) g->lm_head = g->embed;
-    else UP(g->lm_head, lm->lm_head, (size_t)V * Ht);
-    g->dl = xcalloc((size_t)L, sizeof(gdec_layer));
-    float *gu_host = xmalloc(sizeof(float) * (size_t)2 * I * Ht);
-    for (int l = 0; l < L; l++) {
-        const mistral_layer *s = &lm->layers[l];
-        gdec_layer *d = &g->dl[l];
-        UP(d->attn_norm, s->attn_norm, Ht);
-        UP(d->wq, s->wq, (size_t)QD * Ht);
-        UP(d->wk, s->wk, (size_t)KD * Ht);
-        UP(d->wv, s->wv, (size_t)KD * Ht);
-        UP(d->wo, s->wo, (size_t)Ht * QD);
-        UP(d->mlp_norm, s->mlp_norm, Ht);
-        memcpy(gu_host, s->w_gate, sizeof(float) * (size_t)I * Ht);
-        memcpy(gu_host + (size_t)I * Ht, s->w_up, sizeof(float) * (size_t)I * Ht);
-        d->w_gu = up(g, gu_host, (size_t)2 * I * Ht, "gate_up", err);
-        if (!d->w_gu) {
-            free(gu_host);
-            goto fail;
+    /* weights, straight from the checkpoint */
+    {
+        const int I2 = 2 * I;
+#define W(dst, d0, d1, d2, d3, ...) \
+    if (upt(g, &(dst), 0, 0, err, d0, d1, d2, d3, __VA_ARGS__)) goto fail
+        W(g->patch_w, Dv, 3, P, P, VT "embeddings.patch_embedding.weight");
+        W(g->class_emb, Dv, 0, 0, 0, VT "embeddings.class_embedding");
+        W(g->pos_emb, NP, Dv, 0, 0, VT "embeddings.position_embedding.weight");
+        W(g->pre_ln_w, Dv, 0, 0, 0, VT "pre_layrnorm.weight");
+        W(g->pre_ln_b, Dv, 0, 0, 0, VT "pre_layrnorm.bias");
+        g->cl = xcalloc((size_t)(cm->n_run ? cm->n_run : 1), sizeof(gclip_layer));
+        for (int l = 0; l < cm->n_run; l++) {
+            gclip_layer *d = &g->cl[l];
+            W(d->ln1_w, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm1.weight", l);
+            W(d->ln1_b, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm1.bias", l);
+            W(d->q_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.weight", l);
+            W(d->q_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.bias", l);
+            W(d->k_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.weight", l);
+            W(d->k_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.bias", l);
+            W(d->v_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.weight", l);
+            W(d->v_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.bias", l);
+            W(d->o_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.out_proj.weight", l);
+            W(d->o_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.out_proj.bias", l);
+            W(d->ln2_w, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm2.weight", l);
+            W(d->ln2_b, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm2.bias", l);
+            W(d->fc1_w, Iv, Dv, 0, 0, VT "encoder.layers.%d.mlp.fc1.weight", l);
+            W(d->fc1_b, Iv, 0, 0, 0, VT "encoder.layers.%d.mlp.fc1.bias", l);
+            W(d->fc2_w, Dv, Iv, 0, 0, VT "encoder.layers.%d.mlp.fc2.weight", l);
+            W(d->fc2_b, Dv, 0, 0, 0, VT "encoder.layers.%d.mlp.fc2.bias", l);
         }
-        UP(d->w_down, s->w_down, (size_t)Ht * I);
+        W(g->p_w1, Ht, Dv, 0, 0, "model.multi_modal_projector.linear_1.weight");
+        W(g->p_w2, Ht, Ht, 0, 0, "model.multi_modal_projector.linear_2.weight");
+        if (c->proj_bias) {
+            W(g->p_b1, Ht, 0, 0, 0, "model.multi_modal_projector.linear_1.bias");
+            W(g->p_b2, Ht, 0, 0, 0, "model.multi_modal_projector.linear_2.bias");
+        }
+        W(g->newline, Ht, 0, 0, 0, "model.image_newline");
+        W(g->embed, V, Ht, 0, 0, LM "embed_tokens.weight");
+        W(g->norm, Ht, 0, 0, 0, LM "norm.weight");
+        if (c->text.tie_embeddings && !llava_weight_find(m->st, "lm_head.weight")) g->lm_head = g->embed;
+        else W(g->lm_head, V, Ht, 0, 0, "lm_head.weight");
+        g->dl = xcalloc((size_t)L, sizeof(gdec_layer));
+        for (int l = 0; l < L; l++) {
+            gdec_layer *d = &g->dl[l];
+            W(d->attn_norm, Ht, 0, 0, 0, LM "layers.%d.input_layernorm.weight", l);
+            W(d->wq, QD, Ht, 0, 0, LM "layers.%d.self_attn.q_proj.weight", l);
+            W(d->wk, KD, Ht, 0, 0, LM "layers.%d.self_attn.k_proj.weight", l);
+            W(d->wv, KD, Ht, 0, 0, LM "layers.%d.self_attn.v_proj.weight", l);
+            W(d->wo, Ht, QD, 0, 0, LM "layers.%d.self_attn.o_proj.weight", l);
+            W(d->mlp_norm, Ht, 0, 0, 0, LM "layers.%d.post_attention_layernorm.weight", l);
+            /* gate and up side by side: one GEMM gives [gate | up] per token */
+            if (upt(g, &d->w_gu, (size_t)I2 * Ht, 0, err, I, Ht, 0, 0, LM "layers.%d.mlp.gate_proj.weight", l) ||
+                upt(g, &d->w_gu, (size_t)I2 * Ht, (size_t)I * Ht, err, I, Ht, 0, 0, LM "layers.%d.mlp.up_proj.weight", l))
+                goto fail;
+            W(d->w_down, Ht, I, 0, 0, LM "layers.%d.mlp.down_proj.weight", l);
+        }
+#undef W
+        cuda_sync(g->c);
     }
-    free(gu_host);
     /* buffers */
     const size_t vt = (size_t)max_tiles * NP;
     const int K = 3 * P * P;

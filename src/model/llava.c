@@ -25,8 +25,13 @@ void llava_preproc_from_config(llava_preproc_params *p, const llava_config *c) {
 }
 
 int llava_model_load(llava_model **out, const char *dir, llava_err *err) {
+    return llava_model_load_ex(out, dir, 1, err);
+}
+
+int llava_model_load_ex(llava_model **out, const char *dir, int cpu_weights, llava_err *err) {
     *out = NULL;
     llava_model *m = xcalloc(1, sizeof *m);
+    m->cpu_weights = cpu_weights;
     m->dir = xstrdup(dir);
     char *tok_path = NULL;
     if (llava_config_load(&m->cfg, dir, err)) goto fail;
@@ -51,6 +56,13 @@ int llava_model_load(llava_model **out, const char *dir, llava_err *err) {
     }
     if (llava_st_open_dir(&m->st, dir, err)) goto fail;
     const int Dv = c->vision.hidden, Ht = c->text.hidden;
+    if (!cpu_weights) {
+        clip_init_shapes(&m->clip, &c->vision, c->vision_feature_layer);
+        m->lm.cfg = c->text;
+        free(tok_path);
+        *out = m;
+        return 0;
+    }
     if (clip_load(&m->clip, m->st, &c->vision, c->vision_feature_layer, err)) goto fail;
     if (llava_weight_f32f(&m->proj_w1, m->st, err, Ht, Dv, 0, 0, "model.multi_modal_projector.linear_1.weight") ||
         llava_weight_f32f(&m->proj_w2, m->st, err, Ht, Ht, 0, 0, "model.multi_modal_projector.linear_2.weight") ||
@@ -91,6 +103,7 @@ int llava_image_features(float **feats, int *n, const llava_model *m, const floa
                          llava_err *err) {
     *feats = NULL;
     *n = 0;
+    if (!m->cpu_weights) return llava_errf(err, "the model was loaded for the GPU only (no CPU weights)");
     const llava_config *c = &m->cfg;
     const int Dv = c->vision.hidden, Ht = c->text.hidden, NP = m->clip.n_pos, per = NP - 1;
     const size_t nt = (size_t)n_tiles;

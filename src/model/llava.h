@@ -29,12 +29,17 @@ typedef struct llava_model {
     float *image_newline;          /* (Ht) */
     mistral_model lm;
     llava_safetensors *st;
+    int cpu_weights;               /* 0: the fp32 weight copies above are absent (GPU-only load) */
 } llava_model;
 
 /* Image processor parameters from a loaded config (no weights needed). */
 void llava_preproc_from_config(llava_preproc_params *p, const llava_config *c);
 
 int llava_model_load(llava_model **out, const char *dir, llava_err *err);
+/* cpu_weights = 0: config, tokenizer, template and the mmapped checkpoint only, no fp32 copies of the
+ * weights (for the GPU path: llava_gpu_load uploads straight from the checkpoint; a 7B model then
+ * needs no host RAM beyond the page cache). The CPU forward functions must not be called on it. */
+int llava_model_load_ex(llava_model **out, const char *dir, int cpu_weights, llava_err *err);
 void llava_model_free(llava_model *m);
 
 /* Image-token count for an image of H x W pixels. */
