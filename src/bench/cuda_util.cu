@@ -1,0 +1,59 @@
+// cuda_util.cu — device sync and the bf16 GEMM ceiling for `llava bench` (see cuda_util.h).
+#include "bench/cuda_util.h"
+
+#include <chrono>
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "backend/cuda/cuda_ops.h"
+
+extern "C" void bench_cuda_device_sync(void) { cudaDeviceSynchronize(); }
+
+// fills x (n values) with a cheap hash of the index mapped to [-1, 1] as bf16
+__global__ static void fill_bf16(uint16_t *x, size_t n, uint32_t seed) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    float f = (float)(h & 0xFFFFFF) / 8388608.0f - 1.0f;
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    x[i] = (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+}
+
+extern "C" int bench_gemm_ceiling(double *tflops, int n, int reps, llava_err *err) {
+    *tflops = 0;
+    cuda_ctx *c = NULL;
+    if (cuda_ctx_new(&c, 0, err)) return -1;
+    size_t nn = (size_t)n * n;
+    bf16 *a = (bf16 *)cuda_malloc(nn * sizeof(bf16), "GEMM ceiling A", err);
+    bf16 *w = a ? (bf16 *)cuda_malloc(nn * sizeof(bf16), "GEMM ceiling B", err) : NULL;
+    bf16 *o = w ? (bf16 *)cuda_malloc(nn * sizeof(bf16), "GEMM ceiling C", err) : NULL;
+    int rc = -1;
+    if (o) {
+        fill_bf16<<<(unsigned)((nn + 255) / 256), 256>>>(a, nn, 1u);
+        fill_bf16<<<(unsigned)((nn + 255) / 256), 256>>>(w, nn, 2u);
+        cudaError_t e = cudaDeviceSynchronize();
+        if (e != cudaSuccess) {
+            llava_errf(err, "GEMM ceiling: %s", cudaGetErrorString(e));
+        } else {
+            cuda_linear(c, o, a, w, NULL, n, n, n); // warm-up (plan cache, clocks)
+            cuda_sync(c);
+            // wall time around synchronized calls (the context's stream is private to the backend)
+            auto t0 = std::chrono::steady_clock::now();
+            for (int r = 0; r < reps; r++) cuda_linear(c, o, a, w, NULL, n, n, n);
+            cuda_sync(c);
+            double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            *tflops = 2.0 * (double)n * n * n * reps / dt / 1e12;
+            rc = 0;
+        }
+    }
+    cuda_free(a), cuda_free(w), cuda_free(o);
+    cuda_ctx_free(c);
+    return rc;
+}

@@ -1,0 +1,28 @@
+/* cuda_util.h — the two device helpers `llava bench` needs beyond backend/cuda/cuda_ops.h.
+ *
+ * Declared only in CUDA builds (LLAVA_CUDA); callers guard with #ifdef LLAVA_CUDA.
+ * bench_cuda_device_sync: cudaDeviceSynchronize (every stream), used only by --profile, since the
+ * model's own context/stream is private to llava_gpu.
+ * bench_gemm_ceiling: the card's bf16 GEMM rate through the same cuBLASLt path as the model
+ * (cuda_linear, n x n x n, random values in [-1, 1]); one warm-up, then reps timed calls.
+ * Allocates 3 n^2 bf16 buffers on the device for the call and frees them.
+ */
+#ifndef LLAVA_BENCH_CUDA_UTIL_H
+#define LLAVA_BENCH_CUDA_UTIL_H
+
+#include "util/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef LLAVA_CUDA
+void bench_cuda_device_sync(void);
+int bench_gemm_ceiling(double *tflops, int n, int reps, llava_err *err);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
