@@ -1,0 +1,205 @@
+/* cmd_serve.c — `llava serve`: the OpenAI-compatible (and SageMaker) HTTP endpoint.
+ *
+ * Loads the model (and the GPU when asked/available), starts the engine worker (server/queue.h)
+ * and the HTTP server (server/http.h), then waits for SIGINT/SIGTERM: stop accepting, let in-flight
+ * requests finish (up to --shutdown-timeout seconds), close, exit 0.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/cpu/ops.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "model/gpu.h"
+#include "model/llava.h"
+#include "server/http.h"
+#include "server/queue.h"
+#include "util/mem.h"
+
+static void serve_usage(FILE *f) {
+    fprintf(f,
+            "usage: llava serve -m MODEL_DIR [options]\n"
+            "OpenAI-compatible server: POST /v1/chat/completions, POST /v1/classify, GET /v1/models, GET /health,\n"
+            "GET /metrics, and the SageMaker contract GET /ping + POST /invocations. See docs/serve.md.\n"
+            "  -m, --model DIR              Hugging Face LLaVA-NeXT directory\n"
+            "      --host H                 address to bind (default 127.0.0.1)\n"
+            "      --port P                 TCP port (default 8000, or 8080 when SM_* variables say SageMaker; 0 = any)\n"
+            "      --device D               cpu | cuda | auto (default auto)\n"
+            "      --api-key K              require Authorization: Bearer K (default: $LLAVA_API_KEY, else none)\n"
+            "      --served-model-name NAME the model id clients send and /v1/models lists (default: the folder name)\n"
+            "      --max-body-bytes N       larger request bodies get 413 (default 33554432)\n"
+            "      --max-images N           images per request (default 8)\n"
+            "      --max-pixels N           pixels per image, larger get 413 (default 89478485, as Pillow)\n"
+            "      --max-queue N            requests waiting for the engine; more get 429 (default 256)\n"
+            "      --max-tokens-default N   max_tokens when a request gives none (default 256)\n"
+            "      --max-model-len N        prompt + generated tokens (default: the model's, at most 8192 on a GPU)\n"
+            "      --allowed-local-media DIR  accept file:// image URLs that resolve inside DIR\n"
+            "      --threads N              CPU threads (default: all cores)\n"
+            "      --shutdown-timeout S     on SIGTERM wait this long for in-flight requests (default 25)\n");
+}
+
+int cmd_serve(int argc, char **argv) {
+    const char *model_dir = NULL, *host = "127.0.0.1", *device = "auto", *api_key = getenv("LLAVA_API_KEY");
+    const char *served = NULL, *media = NULL;
+    long port = -1, max_body = 32L << 20, max_images = 8, max_pixels = 89478485, max_queue = 256,
+         max_tokens_default = 256, max_model_len = 0, threads = 0, shutdown_timeout = 25;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+#define OPT(names, want) ((r = arg_match(argc, argv, &i, names, want, &v)) != 0)
+#define INTOPT(names, lo, hi, dst)                             \
+    else if (OPT(names, 1)) {                                  \
+        if (r > 0 && arg_int(v, lo, hi, &dst)) goto bad;       \
+    }
+        if (OPT("-h|--help", 0)) {
+            serve_usage(stdout);
+            return 0;
+        } else if (OPT("-m|--model", 1)) model_dir = v;
+        else if (OPT("--host", 1)) host = v;
+        else if (OPT("--device", 1)) device = v;
+        else if (OPT("--api-key", 1)) api_key = v;
+        else if (OPT("--served-model-name", 1)) served = v;
+        else if (OPT("--allowed-local-media", 1)) media = v;
+        INTOPT("--port", 0, 65535, port)
+        INTOPT("--max-body-bytes", 1024, 1L << 40, max_body)
+        INTOPT("--max-images", 0, 1024, max_images)
+        INTOPT("--max-pixels", 1, 0x7fffffffffffffffL, max_pixels)
+        INTOPT("--max-queue", 1, 1 << 20, max_queue)
+        INTOPT("--max-tokens-default", 1, 1 << 24, max_tokens_default)
+        INTOPT("--max-model-len", 16, 1 << 24, max_model_len)
+        INTOPT("--threads", 1, 1024, threads)
+        INTOPT("--shutdown-timeout", 0, 3600, shutdown_timeout)
+        else {
+            fprintf(stderr, "llava serve: unknown option %s (see llava serve --help)\n", argv[i]);
+            return 2;
+        }
+        if (r < 0) {
+            fprintf(stderr, "llava serve: %s needs a value\n", argv[i]);
+            return 2;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "llava serve: invalid value \"%s\" for %s\n", v, argv[i - 1]);
+        return 2;
+#undef INTOPT
+#undef OPT
+    }
+    if (!model_dir) {
+        fprintf(stderr, "llava serve: -m MODEL_DIR is required (see llava serve --help)\n");
+        return 2;
+    }
+    if (strcmp(device, "cpu") && strcmp(device, "auto") && strcmp(device, "cuda")) {
+        fprintf(stderr, "llava serve: --device must be cpu, cuda or auto\n");
+        return 2;
+    }
+    if (port < 0) port = getenv("SM_MODEL_DIR") || getenv("SAGEMAKER_BIND_TO_PORT") ? 8080 : 8000;
+    if (getenv("SAGEMAKER_BIND_TO_PORT") && port == 8080) port = atol(getenv("SAGEMAKER_BIND_TO_PORT"));
+    char *media_real = NULL;
+    if (media && !(media_real = realpath(media, NULL))) {
+        fprintf(stderr, "llava serve: --allowed-local-media %s: no such directory\n", media);
+        return 2;
+    }
+    /* the name clients send: the folder's last component unless given */
+    char name_buf[256];
+    if (!served) {
+        size_t l = strlen(model_dir);
+        while (l > 1 && model_dir[l - 1] == '/') l--;
+        size_t b = l;
+        while (b > 0 && model_dir[b - 1] != '/') b--;
+        snprintf(name_buf, sizeof name_buf, "%.*s", (int)(l - b), model_dir + b);
+        served = name_buf;
+    }
+    char gpu_name[256] = "";
+    int use_gpu = 0;
+    if (strcmp(device, "cpu")) {
+        use_gpu = llava_gpu_available(gpu_name, sizeof gpu_name) > 0;
+        if (!use_gpu && !strcmp(device, "cuda")) {
+            fprintf(stderr, "llava serve: --device cuda: no CUDA device is available; use --device cpu\n");
+            free(media_real);
+            return 1;
+        }
+    }
+    cpu_set_threads((int)threads);
+
+    /* SIGINT/SIGTERM are taken by sigwait below: block them in every thread started from here on */
+    sigset_t sigs, old_mask;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old_mask);
+    struct sigaction ign, old_pipe;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, &old_pipe);
+
+    int rc = 1;
+    llava_err err = {{0}};
+    llava_model *m = NULL;
+    llava_gpu *gpu = NULL;
+    llava_engine *eng = NULL;
+    llava_server *srv = NULL;
+    double t0 = llava_now();
+    if (llava_model_load(&m, model_dir, &err)) goto done;
+    if (!m->tmpl) {
+        llava_errf(&err, "%s: serving needs the model's chat template", m->tmpl_error[0] ? m->tmpl_error : "no chat template");
+        goto done;
+    }
+    int ctx = m->cfg.text.max_pos > 0 ? m->cfg.text.max_pos : 4096;
+    if (use_gpu && ctx > 8192) ctx = 8192;
+    if (max_model_len) ctx = (int)max_model_len;
+    if (use_gpu && llava_gpu_load(&gpu, m, ctx + 8, &err)) {
+        if (!strcmp(device, "cuda")) goto done;
+        fprintf(stderr, "llava serve: warning: %s; serving on the CPU\n", err.msg);
+        use_gpu = 0;
+        gpu = NULL;
+    }
+    if (llava_engine_start(&eng, m, gpu, (int)max_queue, &err)) goto done;
+    llava_server_params sp = {
+        .host = host,
+        .port = (int)port,
+        .api_key = api_key,
+        .max_body = (size_t)max_body,
+        .device = use_gpu ? gpu_name : "cpu",
+        .cfg = {.model_name = served,
+                .max_images = (int)max_images,
+                .max_pixels = max_pixels,
+                .max_tokens_default = (int)max_tokens_default,
+                .max_model_len = ctx,
+                .media_dir = media_real},
+    };
+    if (llava_server_start(&srv, &sp, m, eng, &err)) goto done;
+    fprintf(stderr, "llava serve: model %s (%s) on %s, loaded in %.2fs; listening on http://%s:%d\n", served, model_dir,
+            use_gpu ? gpu_name : "the CPU", llava_now() - t0, host, llava_server_port(srv));
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "llava serve: %s: no new requests; finishing %d in flight\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
+            llava_server_inflight(srv));
+    llava_server_quiesce(srv);
+    double deadline = llava_now() + (double)shutdown_timeout;
+    while (llava_server_inflight(srv) > 0 && llava_now() < deadline) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (llava_server_inflight(srv) > 0)
+        fprintf(stderr, "llava serve: %d requests still in flight after %lds; closing them\n", llava_server_inflight(srv),
+                shutdown_timeout);
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "llava serve: %s\n", err.msg);
+    llava_server_stop(srv);  /* joins the connection threads (they wait for their jobs) */
+    llava_engine_stop(eng);  /* runs what is left, joins the worker */
+    llava_gpu_free(gpu);
+    llava_model_free(m);
+    free(media_real);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    if (!rc) fprintf(stderr, "llava serve: stopped\n");
+    return rc;
+}
