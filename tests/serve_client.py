@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Checks a running `llava serve` (tiny-a fixture) with the official openai client and raw HTTP.
+
+usage: serve_client.py BASE_URL API_KEY LLAVA_BIN MODEL_DIR
+Prints FAIL lines and `RESULT <passed> <failed>`.
+"""
+import base64, concurrent.futures, json, subprocess, sys, tempfile, os, urllib.request, urllib.error
+
+import openai
+
+BASE, KEY, BIN, MODEL = sys.argv[1:5]
+IMG = "tests/fixtures/ref/images/small.png"
+Q = "What is shown in this image?"
+URL = "data:image/png;base64," + base64.b64encode(open(IMG, "rb").read()).decode()
+passed = failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}"[:2000])
+
+
+def http(method, path, body=None, key=KEY, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(BASE + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if key:
+        req.add_header("Authorization", "Bearer " + key)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def chat_body(max_tokens=4, **kw):
+    b = {"model": "tiny-a", "max_tokens": max_tokens, "temperature": 0,
+         "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": URL}},
+                                                   {"type": "text", "text": Q}]}]}
+    b.update(kw)
+    return b
+
+
+client = openai.OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=0, timeout=120)
+
+# reference: llava run --json, same inputs
+ref = json.loads(subprocess.run([BIN, "run", "-m", MODEL, "-i", IMG, "-p", Q, "-n", "4", "--json", "--device", "cpu"],
+                                capture_output=True, text=True, check=True).stdout)
+
+b = chat_body()
+r = client.chat.completions.create(model=b["model"], messages=b["messages"], max_tokens=4, temperature=0,
+                                   logprobs=True, top_logprobs=2)
+c = r.choices[0]
+check("chat text equals llava run", c.message.content == ref["text"], f"{c.message.content!r} vs {ref['text']!r}")
+check("chat finish_reason", c.finish_reason == ref["finish_reason"], c.finish_reason)
+check("chat usage", r.usage.prompt_tokens == ref["prompt_tokens"] and r.usage.completion_tokens == 4, str(r.usage))
+check("chat object/id", r.object == "chat.completion" and r.id.startswith("chatcmpl-"))
+lp = c.logprobs.content if c.logprobs else []
+check("logprobs present", len(lp) == 4 and len(lp[0].top_logprobs) == 2 and
+      abs(lp[0].logprob - ref["logprobs"][0]["logprob"]) < 1e-6, str(lp[:1]))
+
+# streaming
+text, usage, n_chunks = "", None, 0
+for ch in client.chat.completions.create(model=b["model"], messages=b["messages"], max_tokens=4, temperature=0,
+                                         stream=True, stream_options={"include_usage": True}):
+    n_chunks += 1
+    if ch.choices and ch.choices[0].delta.content:
+        text += ch.choices[0].delta.content
+    if ch.usage:
+        usage = ch.usage
+check("stream text equals llava run", text == ref["text"], f"{text!r}")
+check("stream usage chunk", usage is not None and usage.completion_tokens == 4, str(usage))
+
+# stop string: the text is cut before it
+if len(ref["text"]) > 3:
+    stop = ref["text"][2:4]
+    r = client.chat.completions.create(model=b["model"], messages=b["messages"], max_tokens=4, temperature=0, stop=[stop])
+    check("stop string trims", r.choices[0].message.content == ref["text"][:ref["text"].find(stop)] and
+          r.choices[0].finish_reason == "stop", repr(r.choices[0].message.content))
+
+# guided choice == llava classify
+labels = ["cat", "dog", "car", "tree"]
+with tempfile.TemporaryDirectory() as d:
+    lf = os.path.join(d, "labels.txt")
+    open(lf, "w").write("\n".join(labels) + "\n")
+    out = os.path.join(d, "out.jsonl")
+    subprocess.run([BIN, "classify", "-m", MODEL, "--labels", lf, "--question", Q, "--device", "cpu", IMG, "-o", out],
+                   capture_output=True, check=True)
+    cls = json.loads(open(out).readline())
+    out2 = os.path.join(d, "out2.jsonl")
+    subprocess.run([BIN, "classify", "-m", MODEL, "--labels", lf, "--device", "cpu", IMG, "-o", out2],
+                   capture_output=True, check=True)
+    cls_default = json.loads(open(out2).readline())
+r = client.chat.completions.create(model="tiny-a", messages=b["messages"], max_tokens=4,
+                                   extra_body={"guided_choice": labels})
+probs = r.choices[0].model_extra.get("label_probabilities") or {}
+check("guided_choice label equals llava classify", r.choices[0].message.content == cls["label"],
+      f"{r.choices[0].message.content} vs {cls['label']}")
+check("guided_choice probabilities", set(probs) == set(labels) and abs(probs[cls["label"]] - cls["probability"]) < 1e-4,
+      str(probs))
+r = client.chat.completions.create(model="tiny-a", messages=b["messages"], extra_body={"structured_outputs": {"choice": labels}})
+check("structured_outputs.choice", r.choices[0].message.content == cls["label"])
+
+# /v1/classify (default question) == llava classify
+st, body = http("POST", "/v1/classify", {"image": URL, "labels": labels})
+rec = json.loads(body) if st == 200 else {}
+check("/v1/classify", st == 200 and rec.get("label") == cls_default["label"] and
+      abs(rec.get("probability", -1) - cls_default["probability"]) < 1e-4 and len(rec.get("top_k", [])) == 3, body[:300])
+
+# models, health, metrics, SageMaker
+check("/v1/models", [m.id for m in client.models.list().data] == ["tiny-a"])
+check("/health", http("GET", "/health", key=None)[0] == 200)
+check("/ping", http("GET", "/ping", key=None)[0] == 200)
+st, body = http("POST", "/invocations", chat_body())
+check("/invocations", st == 200 and json.loads(body)["choices"][0]["message"]["content"] == ref["text"], body[:300])
+
+# 64 concurrent requests == the sequential answer
+seq = client.chat.completions.create(model="tiny-a", messages=b["messages"], max_tokens=1, temperature=0)
+want = seq.choices[0].message.content
+def one(_):
+    try:
+        return client.chat.completions.create(model="tiny-a", messages=b["messages"], max_tokens=1,
+                                              temperature=0).choices[0].message.content
+    except Exception as e:  # noqa: BLE001
+        return f"error {e}"
+with concurrent.futures.ThreadPoolExecutor(64) as ex:
+    got = list(ex.map(one, range(64)))
+check("64 concurrent requests identical to sequential", all(g == want for g in got),
+      str([g for g in got if g != want][:3]))
+
+# bad inputs: status code, then a good request works
+def good():
+    st, body = http("POST", "/v1/chat/completions", chat_body(max_tokens=1))
+    return st == 200
+
+def bad(name, want_status, **kw):
+    st, body = http("POST", kw.pop("path", "/v1/chat/completions"), kw.pop("body", None), **kw)
+    try:
+        err = json.loads(body)["error"]
+        shape = isinstance(err["message"], str) and "type" in err and "param" in err and "code" in err
+    except Exception:  # noqa: BLE001
+        shape = False
+    check(f"{name} -> {want_status}", st == want_status and shape, f"got {st} {body[:200]}")
+    check(f"good request after {name}", good())
+
+bad("invalid JSON", 400, raw=b'{"messages": [')
+bad("bad base64", 400, body=chat_body(messages=[{"role": "user", "content": [
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@notbase64"}}, {"type": "text", "text": "hi"}]}]))
+bad("corrupt image", 400, body=chat_body(messages=[{"role": "user", "content": [
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\ngarbage").decode()}},
+    {"type": "text", "text": "hi"}]}]))
+bad("n=2", 400, body=chat_body(n=2))
+bad("wrong field type", 400, body=chat_body(temperature="hot"))
+bad("too many images", 400, body=chat_body(messages=[{"role": "user", "content": [
+    {"type": "image_url", "image_url": {"url": URL}}] * 3 + [{"type": "text", "text": "hi"}]}]))
+bad("remote image URL", 400, body=chat_body(messages=[{"role": "user", "content": [
+    {"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}, {"type": "text", "text": "hi"}]}]))
+bad("body over the limit", 413, raw=b'{"x":"' + b"a" * (3 << 20) + b'"}')
+bad("wrong api key", 401, body=chat_body(), key="wrong")
+bad("unknown route", 404, path="/v1/nothing", body={})
+bad("unknown model", 404, body=chat_body(model="gpt-4"))
+
+st, body = http("GET", "/metrics")
+text = body.decode()
+check("/metrics", st == 200 and "llava_http_requests_total" in text and 'status="400"' in text and
+      "llava_num_requests_waiting" in text and "llava_http_request_duration_seconds_bucket" in text and
+      "llava_images_total" in text, text[:300])
+
+print(f"RESULT {passed} {failed}")
