@@ -193,7 +193,7 @@ files_done:
     const int64_t D = v->hidden, I = v->intermediate, P = v->patch, G = v->image_size / v->patch;
     const int64_t H = t->hidden, TI = t->intermediate, V = t->vocab;
     const int64_t QD = (int64_t)t->heads * t->head_dim, KD = (int64_t)t->kv_heads * t->head_dim;
-#define VT "model.vision_tower.vision_model."
+#define VT "vision_tower.vision_model."
     add(&l, FILL_NORMAL, D, 3, P, P, VT "embeddings.patch_embedding.weight");
     add(&l, FILL_NORMAL, D, 0, 0, 0, VT "embeddings.class_embedding");
     add(&l, FILL_NORMAL, G * G + 1, D, 0, 0, VT "embeddings.position_embedding.weight");
@@ -217,24 +217,24 @@ files_done:
     add(&l, FILL_ONE, D, 0, 0, 0, VT "post_layernorm.weight");
     add(&l, FILL_ZERO, D, 0, 0, 0, VT "post_layernorm.bias");
 #undef VT
-    add(&l, FILL_NORMAL, H, D, 0, 0, "model.multi_modal_projector.linear_1.weight");
-    if (c.proj_bias) add(&l, FILL_ZERO, H, 0, 0, 0, "model.multi_modal_projector.linear_1.bias");
-    add(&l, FILL_NORMAL, H, H, 0, 0, "model.multi_modal_projector.linear_2.weight");
-    if (c.proj_bias) add(&l, FILL_ZERO, H, 0, 0, 0, "model.multi_modal_projector.linear_2.bias");
-    add(&l, FILL_NORMAL, H, 0, 0, 0, "model.image_newline");
+    add(&l, FILL_NORMAL, H, D, 0, 0, "multi_modal_projector.linear_1.weight");
+    if (c.proj_bias) add(&l, FILL_ZERO, H, 0, 0, 0, "multi_modal_projector.linear_1.bias");
+    add(&l, FILL_NORMAL, H, H, 0, 0, "multi_modal_projector.linear_2.weight");
+    if (c.proj_bias) add(&l, FILL_ZERO, H, 0, 0, 0, "multi_modal_projector.linear_2.bias");
+    add(&l, FILL_NORMAL, H, 0, 0, 0, "image_newline");
     int shard_end[4096];
     int n_shards = 0;
     shard_end[n_shards++] = l.n; /* vision + projector */
-    add(&l, FILL_NORMAL, V, H, 0, 0, "model.language_model.embed_tokens.weight");
-    add(&l, FILL_ONE, H, 0, 0, 0, "model.language_model.norm.weight");
-    if (!t->tie_embeddings) add(&l, FILL_NORMAL, V, H, 0, 0, "lm_head.weight");
+    add(&l, FILL_NORMAL, V, H, 0, 0, "language_model.model.embed_tokens.weight");
+    add(&l, FILL_ONE, H, 0, 0, 0, "language_model.model.norm.weight");
+    if (!t->tie_embeddings) add(&l, FILL_NORMAL, V, H, 0, 0, "language_model.lm_head.weight");
     shard_end[n_shards++] = l.n;
     if (t->layers > 4000) {
         free(l.v);
         return llava_errf(err, "--config %s: %d decoder layers is more than this writer supports", config, t->layers);
     }
     for (int i = 0; i < t->layers; i++) {
-#define LM "model.language_model.layers.%d."
+#define LM "language_model.model.layers.%d."
         add(&l, FILL_ONE, H, 0, 0, 0, LM "input_layernorm.weight", i);
         add(&l, FILL_NORMAL, QD, H, 0, 0, LM "self_attn.q_proj.weight", i);
         add(&l, FILL_NORMAL, KD, H, 0, 0, LM "self_attn.k_proj.weight", i);

@@ -4,9 +4,10 @@
  * writes, into an empty directory, config.json (and the image-processor / generation files found next
  * to it), the tokenizer + chat-template files of a donor directory (tests/fixtures/tiny-a: the Mistral
  * tokenizer with <image>), and BF16 safetensors shards with every tensor the loader reads, under the
- * current transformers names (model.vision_tower.vision_model.*, model.multi_modal_projector.*,
- * model.image_newline, model.language_model.*, lm_head.weight unless tied), plus the unused CLIP
- * post_layernorm so the set equals what transformers saves.
+ * names of the published llava-hf checkpoints (vision_tower.vision_model.*, multi_modal_projector.*,
+ * image_newline, language_model.model.*, language_model.lm_head.weight unless tied) — which both
+ * model/weights.c and transformers' from_pretrained (v4 and v5) accept, so tools/bench_hf.py can load
+ * the same weights — plus the unused CLIP post_layernorm, as in the published files.
  * Values: linear/embedding weights ~ N(0, 0.02) (Irwin–Hall sum of 4 uniforms, scaled: close enough
  * to a normal for a speed test), norm weights 1, biases 0 — transformers' initializer.
  * Shards: one for the vision tower + projector, one for embeddings/norm/LM head, one per decoder

@@ -631,7 +631,7 @@ int cmd_bench(int argc, char **argv) {
         if (usd >= 0) printf("  cost        $%.4g per 1000 images at $%.4g/h\n", usd, o.price);
         if (check_diff >= 0) printf("  check       staged pipeline vs llava_classify_pixels: max |dp| %.3g\n", check_diff);
         printf("  setup       images written in %.2f s", t_write_img);
-        if (o.random_weights) printf(", random checkpoint (%.3g B params) written in %.2f s", ckpt_params / 1e9, t_write_ckpt);
+        if (o.random_weights) printf(", random checkpoint (%lld params) written in %.2f s", (long long)ckpt_params, t_write_ckpt);
         printf(", model loaded in %.2f s; timed run %.3f s\n", t_load, wall);
     }
     rc = 0;
