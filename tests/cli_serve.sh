@@ -82,6 +82,7 @@ wait $cpid
 check "SIGTERM exits 0 (rc $rc)" '[ $rc -eq 0 ]'
 check "in-flight request answered during shutdown ($(cat "$T/inflight"))" 'grep -q "STATUS 200" "$T/inflight"'
 check "shutdown logged" 'grep -q "stopped" "$T/log"'
+check "no sanitizer reports in the server log" '! grep -qE "runtime error|AddressSanitizer|LeakSanitizer" "$T/log"'
 
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]
