@@ -14,6 +14,8 @@ static void usage(FILE *f) {
             "  preprocess  write the pixel values            llava preprocess -m MODEL_DIR -i photo.jpg -o pixels.safetensors\n"
             "  classify    label many images, resumably      llava classify -m MODEL_DIR --labels labels.txt photos/ -o results.jsonl\n"
             "  eval        score predictions against truth  llava eval --pred results.jsonl --truth truth.csv --report r.html\n"
+            "  serve       OpenAI-compatible HTTP server     llava serve -m MODEL_DIR --port 8000\n"
+            "  bench       images/s, TFLOP/s, $/1000 images  llava bench -m MODEL_DIR --images 64 --device cuda\n"
             "\n"
             "`llava <command> --help` lists the options of a command.\n");
 }
@@ -29,6 +31,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "preprocess")) return cmd_preprocess(argc - 1, argv + 1);
     if (!strcmp(cmd, "classify")) return cmd_classify(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "llava: unknown command \"%s\" (run `llava --help`)\n", cmd);
     return 2;
 }
