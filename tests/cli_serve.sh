@@ -40,8 +40,8 @@ for _ in $(seq 1 100); do
 done
 check "/health answers 200" '[ $ok -eq 1 ]'
 
-out=$(python3 tests/serve_client.py "http://127.0.0.1:$port" $KEY "$BIN" $FIX/tiny-a 2>&1)
-printf '%s\n' "$out" | grep -E '^(FAIL|Traceback|  File|[A-Za-z]*Error)' | head -n 30
+out=$(SERVER_PID=$pid python3 tests/serve_client.py "http://127.0.0.1:$port" $KEY "$BIN" $FIX/tiny-a 2>&1)
+printf '%s\n' "$out" | grep -E '^(FAIL|INFO|Traceback|  File|[A-Za-z]*Error)' | head -n 30
 line=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
 if [ -n "$line" ]; then
     read -r _ p f <<<"$line"

@@ -81,6 +81,7 @@ if len(ref["text"]) > 3:
     r = client.chat.completions.create(model=b["model"], messages=b["messages"], max_tokens=4, temperature=0, stop=[stop])
     check("stop string trims", r.choices[0].message.content == ref["text"][:ref["text"].find(stop)] and
           r.choices[0].finish_reason == "stop", repr(r.choices[0].message.content))
+    check("stop string ends the generation early", r.usage.completion_tokens < 4, str(r.usage))
 
 # guided choice == llava classify
 labels = ["cat", "dog", "car", "tree"]
@@ -163,6 +164,32 @@ bad("body over the limit", 413, raw=b'{"x":"' + b"a" * (3 << 20) + b'"}')
 bad("wrong api key", 401, body=chat_body(), key="wrong")
 bad("unknown route", 404, path="/v1/nothing", body={})
 bad("unknown model", 404, body=chat_body(model="gpt-4"))
+
+# memory stays bounded: 2000 small requests (text only, 1 token), RSS of the server before and after
+pid = os.environ.get("SERVER_PID")
+def rss_kb():
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(l for l in f if l.startswith("VmRSS")).split()[1])
+    except Exception:  # noqa: BLE001
+        return None
+def small(_):
+    st, _b = http("POST", "/v1/chat/completions", {"model": "tiny-a", "max_tokens": 1, "temperature": 0,
+                  "messages": [{"role": "user", "content": "Say one word."}]})
+    return st
+asan = "asan" in BIN
+n_req = 300 if asan else 2000
+with concurrent.futures.ThreadPoolExecutor(8) as ex:
+    first = list(ex.map(small, range(200)))
+    before = rss_kb()
+    rest = list(ex.map(small, range(n_req - 200)))
+    after = rss_kb()
+check(f"{n_req} small requests all answered 200", all(s == 200 for s in first + rest),
+      str([s for s in first + rest if s != 200][:5]))
+if pid and before and after and not asan:
+    check("server memory bounded over 2000 requests (RSS growth < 32 MB after the first 200)",
+          after - before < 32 * 1024, f"RSS {before} kB -> {after} kB")
+    print(f"INFO server RSS after 200 requests {before} kB, after {n_req}: {after} kB")
 
 st, body = http("GET", "/metrics")
 text = body.decode()

@@ -38,13 +38,13 @@ typedef struct {
     size_t printed;
 } stream_state;
 
-static void on_token(void *ud, const llava_gen_result *r) {
+static int on_token(void *ud, const llava_gen_result *r) {
     stream_state *s = ud;
     int *ids = xmalloc(sizeof(int) * (size_t)r->n_gen);
     for (int i = 0; i < r->n_gen; i++) ids[i] = r->tokens[i].id;
     char *text = llava_detokenize(s->m->tok, ids, r->n_gen, 1);
     free(ids);
-    if (!text) return;
+    if (!text) return 0;
     size_t len = strlen(text);
     /* hold back an incomplete UTF-8 sequence (decoded as U+FFFD) until the next token completes it */
     size_t upto = len;
@@ -55,6 +55,7 @@ static void on_token(void *ud, const llava_gen_result *r) {
         s->printed = upto;
     }
     free(text);
+    return 0;
 }
 
 static cJSON *token_json(const llava_model *m, int id, double lp) {

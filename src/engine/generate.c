@@ -155,7 +155,10 @@ int llava_generate(llava_gen_result *res, const llava_model *m, llava_gpu *gpu, 
         int id = pick(logits, V, p, &rng, buf);
         fill_info(&res->tokens[res->n_gen], id, logits, V, p->top_logprobs, lsm, buf);
         res->n_gen++;
-        if (cb) cb(ud, res);
+        if (cb && cb(ud, res)) {
+            res->finish_reason = "stop";
+            break;
+        }
         if (is_eos(m, id)) {
             res->finish_reason = "stop";
             break;

@@ -44,8 +44,9 @@ typedef struct llava_gen_result {
     double t_prefill, t_decode; /* seconds */
 } llava_gen_result;
 
-/* Called after each generated token (for streaming); may be NULL. */
-typedef void (*llava_token_cb)(void *ud, const llava_gen_result *so_far);
+/* Called after each generated token (for streaming); may be NULL. A non-zero return ends the
+ * generation there with finish_reason "stop" (a stop string was seen, the client went away). */
+typedef int (*llava_token_cb)(void *ud, const llava_gen_result *so_far);
 
 /* ids (n_ids) hold image_token_index at image positions; feats[i] (n_feats[i], Ht) fill them in order.
  * gpu: NULL runs on the CPU; otherwise the request runs on the device, whose images were encoded

@@ -105,17 +105,18 @@ static void update_text(llava_job *j, const llava_model *m, int final) {
     pthread_mutex_unlock(&j->mu);
 }
 
-/* Per-token callback of llava_generate, on the worker thread. The engine has no early-exit hook
- * yet, so tokens after a stop string are computed but ignored. */
-static void on_token(void *ud, const llava_gen_result *r) {
+/* Per-token callback of llava_generate, on the worker thread: publishes the text so far and ends the
+ * generation as soon as a stop string has been seen. */
+static int on_token(void *ud, const llava_gen_result *r) {
     token_ctx *tc = ud;
     llava_job *j = tc->job;
-    if (j->stopped) return;
+    if (j->stopped) return 1;
     pthread_mutex_lock(&j->mu);
     j->toks[j->n_toks] = r->tokens[r->n_gen - 1];
     j->n_toks++;
     pthread_mutex_unlock(&j->mu);
     update_text(j, tc->m, 0);
+    return j->stopped;
 }
 
 static int run_chat(llava_engine *e, llava_job *j, llava_err *err) {
