@@ -224,7 +224,8 @@ static int parse_args(classify_opts *o, int argc, char **argv) {
         return -1;
     }
     if (!o->merge) {
-        const char *miss = !o->model ? "-m MODEL_DIR" : !o->labels ? "--labels" : !o->n_inputs ? "INPUTS" : NULL;
+        /* --labels may come from the model's llava_classify.json instead (checked once it is read) */
+        const char *miss = !o->model ? "-m MODEL_DIR" : !o->n_inputs ? "INPUTS" : NULL;
         if (miss) {
             fprintf(stderr, "llava classify: %s is required (see llava classify --help)\n", miss);
             return -1;
@@ -397,6 +398,7 @@ int cmd_classify(int argc, char **argv) {
     int rc = 2;
     llava_err err = {{0}};
     label_list labels = {0};
+    llava_classify_config mcfg = {0};
     llava_inputs in = {0};
     llava_shard shard;
     char *out_path = NULL;
@@ -414,7 +416,18 @@ int cmd_classify(int argc, char **argv) {
     struct sigaction old_int, old_term;
     int have_handlers = 0;
 
-    if (load_labels(&labels, o.labels, &err)) goto usage_err;
+    /* defaults written next to a fine-tuned model (labels, question, answer); flags win */
+    if (llava_classify_config_load(&mcfg, o.model, &err)) goto usage_err;
+    if (!o.question) o.question = mcfg.question;
+    if (!o.answer) o.answer = mcfg.answer;
+    if (o.labels) {
+        if (load_labels(&labels, o.labels, &err)) goto usage_err;
+    } else if (mcfg.n_labels) {
+        for (int i = 0; i < mcfg.n_labels; i++) labels_push(&labels, mcfg.labels[i], strlen(mcfg.labels[i]));
+    } else {
+        llava_errf(&err, "--labels is required (or a %s with \"labels\" next to the model)", LLAVA_CLASSIFY_CONFIG);
+        goto usage_err;
+    }
     for (int i = 0; i < o.n_inputs; i++)
         if (llava_inputs_add(&in, o.inputs[i], &err)) goto usage_err;
     if (in.n == 0) {
@@ -582,6 +595,7 @@ done:
     free(out_path);
     llava_inputs_free(&in);
     labels_free(&labels);
+    llava_classify_config_free(&mcfg);
     free(o.inputs);
     return rc;
 }

@@ -6,6 +6,7 @@
 
 #include "backend/cpu/ops.h"
 #include "engine/prompt.h"
+#include "formats/json.h"
 #include "util/mem.h"
 
 struct llava_classifier {
@@ -284,5 +285,57 @@ int llava_classify(double *probs, double *scores, const llava_classifier *c, con
     if (llava_preprocess(&pixels, &n_tiles, img, &c->m->pp, err)) return -1;
     int rc = llava_classify_pixels(probs, scores, c, pixels, n_tiles, img->h, img->w, err);
     free(pixels);
+    return rc;
+}
+
+void llava_classify_config_free(llava_classify_config *c) {
+    for (int i = 0; i < c->n_labels; i++) free(c->labels[i]);
+    free(c->labels);
+    free(c->question);
+    free(c->answer);
+    memset(c, 0, sizeof *c);
+}
+
+int llava_classify_config_load(llava_classify_config *c, const char *model_dir, llava_err *err) {
+    memset(c, 0, sizeof *c);
+    char *path = llava_path_join(model_dir, LLAVA_CLASSIFY_CONFIG);
+    if (!llava_file_exists(path)) {
+        free(path);
+        return 0;
+    }
+    int rc = -1;
+    cJSON *root = llava_json_load(path, err);
+    if (!root) goto done;
+    if (!cJSON_IsObject(root)) {
+        llava_errf(err, "%s: expected a JSON object with labels / question / answer", path);
+        goto done;
+    }
+    const char *q = NULL, *a = NULL;
+    if (llava_json_str(root, "question", NULL, &q, path, err) || llava_json_str(root, "answer", NULL, &a, path, err))
+        goto done;
+    c->question = q ? xstrdup(q) : NULL;
+    c->answer = a ? xstrdup(a) : NULL;
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(root, "labels");
+    if (labels && !cJSON_IsNull(labels)) {
+        if (!cJSON_IsArray(labels)) {
+            llava_errf(err, "%s: \"labels\" must be a list of strings", path);
+            goto done;
+        }
+        int n = cJSON_GetArraySize(labels);
+        c->labels = xcalloc((size_t)(n ? n : 1), sizeof(char *));
+        const cJSON *it;
+        cJSON_ArrayForEach(it, labels) {
+            if (!cJSON_IsString(it)) {
+                llava_errf(err, "%s: \"labels\" must be a list of strings", path);
+                goto done;
+            }
+            c->labels[c->n_labels++] = xstrdup(it->valuestring);
+        }
+    }
+    rc = 0;
+done:
+    if (rc) llava_classify_config_free(c);
+    cJSON_Delete(root);
+    free(path);
     return rc;
 }

@@ -21,6 +21,19 @@
 
 typedef struct llava_classifier llava_classifier;
 
+/* The classification settings a fine-tuning run writes next to its model, so `classify` and `serve`
+ * use the wording the model was trained on: MODEL_DIR/llava_classify.json =
+ * {"labels": ["Room", ...], "question": "...{labels}...", "answer": "...{label}..."}, each key
+ * optional. Absent file: 0 with everything empty. Malformed file: -1 with a message. */
+#define LLAVA_CLASSIFY_CONFIG "llava_classify.json"
+typedef struct llava_classify_config {
+    char **labels;
+    int n_labels;
+    char *question, *answer; /* NULL when absent */
+} llava_classify_config;
+int llava_classify_config_load(llava_classify_config *c, const char *model_dir, llava_err *err);
+void llava_classify_config_free(llava_classify_config *c);
+
 /* question: "{labels}" is replaced by the labels joined by ","; answer: "{label}" by each label.
  * NULL selects the defaults above. Errors: empty label set, empty or duplicate labels, an answer
  * template without {label}, a model without chat template, a continuation that does not start at
