@@ -323,20 +323,6 @@ static long long peak_rss_bytes(void) {
     return (long long)ru.ru_maxrss * 1024;
 }
 
-/* device tokens one classification can need (as llava classify reserves): prompt text, the largest
- * anyres feature count, the label trie */
-static int gpu_max_tokens(const llava_model *m, const llava_classifier *c, llava_err *err) {
-    const char *prompt = llava_classifier_prompt(c);
-    int *ids = NULL, n = 0;
-    if (llava_tokenize(m->tok, prompt, strlen(prompt), 1, &ids, &n, err)) return -1;
-    free(ids);
-    int feats = 0;
-    for (int i = 0; i < m->pp.n_pinpoints; i++) {
-        int t = llava_image_token_count(&m->pp, m->pp.pinpoints[i][0], m->pp.pinpoints[i][1]);
-        if (t > feats) feats = t;
-    }
-    return n + feats + llava_classifier_trie_size(c) + 8;
-}
 
 /* ---- the run ------------------------------------------------------------------------------------ */
 
@@ -445,7 +431,7 @@ int cmd_bench(int argc, char **argv) {
     }
 #endif
     if (use_gpu) {
-        int max_tokens = gpu_max_tokens(m, clf, &err);
+        int max_tokens = llava_classifier_max_tokens(clf, &err);
         t0 = llava_now();
         if (max_tokens < 0 || llava_gpu_load(&gpu, m, max_tokens, &err)) goto fail;
         t_load += llava_now() - t0;

@@ -358,22 +358,6 @@ static int run_merge(const classify_opts *o, llava_out_format fmt) {
 
 /* ---- the run ---------------------------------------------------------------------------------- */
 
-/* Device tokens one classification can need: the prompt's text tokens, the image features of the
- * largest anyres grid (an image of exactly a pinpoint's aspect keeps every row and column), the
- * label trie. Reserved once at load, so no image makes the device allocate. */
-static int gpu_max_tokens(const llava_model *m, const llava_classifier *c, llava_err *err) {
-    const char *prompt = llava_classifier_prompt(c);
-    int *ids = NULL, n = 0;
-    if (llava_tokenize(m->tok, prompt, strlen(prompt), 1, &ids, &n, err)) return -1;
-    free(ids);
-    int feats = 0;
-    for (int i = 0; i < m->pp.n_pinpoints; i++) {
-        int t = llava_image_token_count(&m->pp, m->pp.pinpoints[i][0], m->pp.pinpoints[i][1]);
-        if (t > feats) feats = t;
-    }
-    return n + feats + llava_classifier_trie_size(c) + 8;
-}
-
 static int default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     int t = n > 1 ? (int)(n / 2) : 1;
@@ -486,7 +470,7 @@ int cmd_classify(int argc, char **argv) {
     if (llava_classifier_new(&clf, m, (const char *const *)labels.v, labels.n, o.question, o.answer, &err))
         goto fail;
     if (want_gpu) {
-        int max_tokens = gpu_max_tokens(m, clf, &err);
+        int max_tokens = llava_classifier_max_tokens(clf, &err);
         if (max_tokens < 0 || llava_gpu_load(&gpu, m, max_tokens, &err)) {
             if (!strcmp(o.device, "cuda")) goto fail;
             fprintf(stderr, "llava: warning: %s; running on the CPU\n", err.msg);

@@ -206,24 +206,22 @@ static void log_softmax_rows(float *x, int rows, int V, double *tmp) {
 
 /* prompt ids with the image token expanded to n_feats copies; malloc'd */
 static int expanded_prompt(int **ids, int *n_ids, const llava_classifier *c, int n_feats, llava_err *err) {
+    return llava_tokenize_prompt(ids, n_ids, c->m, c->prompt, 1, &n_feats, err);
+}
+
+/* Device tokens one classification can need: the prompt text, the largest anyres feature count
+ * (an image with exactly a pinpoint's aspect keeps every row and column), the label trie. */
+int llava_classifier_max_tokens(const llava_classifier *c, llava_err *err) {
     const llava_model *m = c->m;
-    const int img = m->cfg.image_token_index;
-    int *t = NULL, n = 0;
-    *ids = NULL;
-    *n_ids = 0;
-    if (llava_tokenize(m->tok, c->prompt, strlen(c->prompt), 1, &t, &n, err)) return -1;
-    int *o = xmalloc(sizeof(int) * (size_t)(n + n_feats));
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        if (t[i] == img)
-            for (int j = 0; j < n_feats; j++) o[k++] = img;
-        else
-            o[k++] = t[i];
+    int *ids = NULL, n = 0;
+    if (llava_tokenize(m->tok, c->prompt, strlen(c->prompt), 1, &ids, &n, err)) return -1;
+    free(ids);
+    int feats = 0;
+    for (int i = 0; i < m->pp.n_pinpoints; i++) {
+        int t = llava_image_token_count(&m->pp, m->pp.pinpoints[i][0], m->pp.pinpoints[i][1]);
+        if (t > feats) feats = t;
     }
-    free(t);
-    *ids = o;
-    *n_ids = k;
-    return 0;
+    return n + feats + c->n_nodes + 8;
 }
 
 int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,

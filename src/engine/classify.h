@@ -48,6 +48,9 @@ const char *llava_classifier_prompt(const llava_classifier *c);            /* th
 /* continuation token ids of label i (EOS included) */
 const int *llava_classifier_continuation(const llava_classifier *c, int i, int *n);
 int llava_classifier_trie_size(const llava_classifier *c);
+/* Tokens a device must reserve for one classification with this label set (prompt, largest image,
+ * label trie); -1 on error. */
+int llava_classifier_max_tokens(const llava_classifier *c, llava_err *err);
 
 /* probs[n_labels] (softmax) and, if not NULL, scores[n_labels] (summed log-probabilities) for a
  * decoded image. */

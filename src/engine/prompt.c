@@ -26,41 +26,50 @@ int llava_build_prompt(int **ids, int *n_ids, char **text_out, const llava_model
         free(parts);
         if (!rendered) return llava_err_prefix(err, "chat template (use --raw to bypass it)");
     }
-    int *tok = NULL, n = 0;
-    if (llava_tokenize(m->tok, rendered, strlen(rendered), 1, &tok, &n, err)) {
+    if (llava_tokenize_prompt(ids, n_ids, m, rendered, n_images, image_tokens, err)) {
         free(rendered);
         return -1;
     }
-    const int img = m->cfg.image_token_index;
+    if (text_out) *text_out = rendered;
+    else free(rendered);
+    return 0;
+}
+
+int llava_expand_image_tokens(int **out, int *n_out, const int *tok, int n, int image_token, int n_images,
+                              const int *image_tokens, llava_err *err) {
+    *out = NULL;
+    *n_out = 0;
     int found = 0;
     size_t total = 0;
     for (int i = 0; i < n; i++) {
-        if (tok[i] == img) {
+        if (tok[i] == image_token) {
             if (found < n_images) total += (size_t)image_tokens[found];
             found++;
         } else
             total++;
     }
-    if (found != n_images) {
-        free(tok);
-        free(rendered);
+    if (found != n_images)
         return llava_errf(err, "the prompt has %d <image> placeholder%s but %d image%s given", found,
                           found == 1 ? "" : "s", n_images, n_images == 1 ? " was" : "s were");
-    }
-    int *outv = xmalloc(sizeof(int) * (total ? total : 1));
-    size_t o = 0;
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        if (tok[i] == img) {
-            for (int j = 0; j < image_tokens[k]; j++) outv[o++] = img;
-            k++;
+    int *o = xmalloc(sizeof(int) * (total ? total : 1));
+    size_t k = 0;
+    for (int i = 0, im = 0; i < n; i++) {
+        if (tok[i] == image_token) {
+            for (int j = 0; j < image_tokens[im]; j++) o[k++] = image_token;
+            im++;
         } else
-            outv[o++] = tok[i];
+            o[k++] = tok[i];
     }
-    free(tok);
-    if (text_out) *text_out = rendered;
-    else free(rendered);
-    *ids = outv;
-    *n_ids = (int)o;
+    *out = o;
+    *n_out = (int)k;
     return 0;
+}
+
+int llava_tokenize_prompt(int **ids, int *n_ids, const llava_model *m, const char *rendered, int n_images,
+                          const int *image_tokens, llava_err *err) {
+    int *tok = NULL, n = 0;
+    if (llava_tokenize(m->tok, rendered, strlen(rendered), 1, &tok, &n, err)) return -1;
+    int rc = llava_expand_image_tokens(ids, n_ids, tok, n, m->cfg.image_token_index, n_images, image_tokens, err);
+    free(tok);
+    return rc;
 }
