@@ -30,13 +30,19 @@ static void decode_one(llava_prefetch *p, int input, llava_prefetch_item *it) {
     llava_err err = {{0}};
     llava_image img = {0};
     const llava_input *in = &p->prm.inputs->v[input];
-    if (llava_image_load(&img, in->path, p->prm.max_pixels, &err) != 0) {
+    double t0 = llava_now();
+    int bad = llava_image_load(&img, in->path, p->prm.max_pixels, &err) != 0;
+    it->t_decode = llava_now() - t0;
+    if (bad) {
         snprintf(it->error, sizeof it->error, "%s", err.msg[0] ? err.msg : "cannot decode the image");
         return;
     }
     it->H = img.h;
     it->W = img.w;
-    if (llava_preprocess(&it->pixels, &it->n_tiles, &img, p->prm.pp, &err) != 0) {
+    t0 = llava_now();
+    bad = llava_preprocess(&it->pixels, &it->n_tiles, &img, p->prm.pp, &err) != 0;
+    it->t_preprocess = llava_now() - t0;
+    if (bad) {
         snprintf(it->error, sizeof it->error, "%s: %s", in->path, err.msg[0] ? err.msg : "preprocessing failed");
         it->pixels = NULL;
     }

@@ -20,6 +20,7 @@ typedef struct llava_prefetch_item {
     int input;         /* index into the inputs */
     float *pixels;     /* (n_tiles, 3, crop, crop) malloc'd; NULL when error is set */
     int n_tiles, H, W; /* tiles and the decoded image's size */
+    double t_decode, t_preprocess; /* seconds spent in llava_image_load / llava_preprocess (benchmarks) */
     char error[1024];  /* empty on success */
 } llava_prefetch_item;
 

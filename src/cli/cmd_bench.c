@@ -22,7 +22,7 @@
 
 #include "bench/cuda_util.h"
 #include "bench/flops.h"
-#include "bench/pool.h"
+#include "batch/prefetch.h"
 #include "bench/randckpt.h"
 #include "bench/staged.h"
 #include "bench/synth.h"
@@ -346,7 +346,9 @@ int cmd_bench(int argc, char **argv) {
     llava_classifier *clf = NULL;
     llava_gpu *gpu = NULL;
     bench_runner *run = NULL;
-    bench_pool *pool = NULL;
+    llava_prefetch *pool = NULL;
+    llava_inputs bench_in = {0};
+    int *bench_todo = NULL;
     img_stat *st = NULL;
     double *probs = NULL, *lat = NULL;
     float *wpix = NULL;
@@ -471,23 +473,31 @@ int cmd_bench(int argc, char **argv) {
     st = xcalloc((size_t)o.images, sizeof *st);
     double idle = 0;
     const double t_run0 = llava_now();
-    if (bench_pool_start(&pool, paths, o.images, &m->pp, threads, 2 * threads + 1, &err)) goto fail;
+    bench_todo = xmalloc(sizeof(int) * (size_t)o.images);
+    for (int i = 0; i < o.images; i++) {
+        if (llava_inputs_add(&bench_in, paths[i], &err)) goto fail;
+        bench_todo[i] = i;
+    }
+    llava_prefetch_params pfp = {.inputs = &bench_in, .todo = bench_todo, .n_todo = o.images, .pp = &m->pp,
+                                 .max_pixels = 0, .threads = threads, .depth = 2 * threads + 1};
+    if (llava_prefetch_start(&pool, &pfp, &err)) goto fail;
     int got = 0;
     for (;;) {
-        bench_item it;
+        llava_prefetch_item it;
         double tw = llava_now();
-        int r = bench_pool_next(pool, &it);
+        int r;
+        while ((r = llava_prefetch_next(pool, &it, 1.0)) == 0) {}
         idle += llava_now() - tw;
         if (r < 0) break;
         if (it.error[0]) {
             llava_errf(&err, "%s", it.error);
-            bench_item_free(&it);
+            llava_prefetch_item_free(&it);
             goto fail;
         }
-        img_stat *s = &st[it.index];
+        img_stat *s = &st[it.input];
         bench_times bt;
         if (bench_runner_classify(run, probs, it.pixels, it.n_tiles, it.H, it.W, &s->prompt_tokens, &bt, &err)) {
-            bench_item_free(&it);
+            llava_prefetch_item_free(&it);
             goto fail;
         }
         s->decode = it.t_decode, s->preprocess = it.t_preprocess;
@@ -498,7 +508,7 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 1; i < n_labels; i++)
             if (probs[i] > probs[best]) best = i;
         s->label = best;
-        bench_item_free(&it);
+        llava_prefetch_item_free(&it);
 #ifdef LLAVA_CUDA
         if (gpu) {
             size_t fr, tot;
@@ -509,7 +519,7 @@ int cmd_bench(int argc, char **argv) {
         got++;
     }
     const double wall = llava_now() - t_run0;
-    bench_pool_stop(pool);
+    llava_prefetch_stop(pool);
     pool = NULL;
     CHECK(got == o.images);
 
@@ -627,7 +637,9 @@ fail:
     fprintf(stderr, "llava bench: %s\n", err.msg);
     if (!rc) rc = 1;
 done:
-    bench_pool_stop(pool);
+    if (pool) llava_prefetch_stop(pool);
+    llava_inputs_free(&bench_in);
+    free(bench_todo);
     bench_runner_free(run);
     llava_gpu_free(gpu);
     llava_classifier_free(clf);
