@@ -145,7 +145,8 @@ int cmd_serve(int argc, char **argv) {
     llava_engine *eng = NULL;
     llava_server *srv = NULL;
     double t0 = llava_now();
-    if (llava_model_load(&m, model_dir, &err)) goto done;
+    /* on the GPU the weights go straight from the checkpoint to the device (no fp32 host copies) */
+    if (llava_model_load_ex(&m, model_dir, !use_gpu, &err)) goto done;
     if (!m->tmpl) {
         llava_errf(&err, "%s: serving needs the model's chat template", m->tmpl_error[0] ? m->tmpl_error : "no chat template");
         goto done;
@@ -158,6 +159,9 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "llava serve: warning: %s; serving on the CPU\n", err.msg);
         use_gpu = 0;
         gpu = NULL;
+        llava_model_free(m);
+        m = NULL;
+        if (llava_model_load_ex(&m, model_dir, 1, &err)) goto done;
     }
     if (llava_engine_start(&eng, m, gpu, (int)max_queue, &err)) goto done;
     llava_server_params sp = {
