@@ -79,9 +79,15 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libllava.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libllava.a $(LIBS)
 
-# GPU cross-check of every CUDA op against its CPU twin (needs a GPU to run; not run by CI):
-#   make cuda-test && build/tests/cuda_test_ops
-cuda-test: $(BUILD)/tests/cuda_test_ops
+# GPU tests (need a GPU to run; CI only builds them): every CUDA op against its CPU twin, and the
+# whole model on the GPU against the transformers reference:
+#   make cuda-test && build/tests/cuda_test_ops && build/tests/cuda_test_gpu_model
+cuda-test: $(BUILD)/tests/cuda_test_ops $(BUILD)/tests/cuda_test_gpu_model
+
+$(BUILD)/tests/cuda_test_gpu_model: tests/cuda/test_gpu_model.c tests/ref.h $(BUILD)/libllava.a
+	@test -n "$(HAVE_NVCC)" || { echo "cuda-test needs nvcc (CUDA toolkit)"; exit 1; }
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libllava.a $(LIBS)
 
 $(BUILD)/tests/cuda_test_ops: tests/cuda/test_ops.c $(BUILD)/libllava.a
 	@test -n "$(HAVE_NVCC)" || { echo "cuda-test needs nvcc (CUDA toolkit)"; exit 1; }
@@ -97,7 +103,7 @@ test-asan:
 
 # The README's test command: every test optimized and under ASan+UBSan, one summary line.
 check:
-	$(MAKE) BUILD=build build/llava $(patsubst tests/%.c,build/tests/%,$(TEST_SRC))
+	$(MAKE) BUILD=build build/llava $(patsubst tests/%.c,build/tests/%,$(TEST_SRC)) $(if $(HAVE_NVCC),cuda-test)
 	$(MAKE) SAN=1 NO_CUDA=1 BUILD=build-asan build-asan/llava $(patsubst tests/%.c,build-asan/tests/%,$(TEST_SRC))
 	@bash tests/run_tests.sh build build-asan
 
