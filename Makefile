@@ -15,7 +15,7 @@ endif
 CC ?= gcc
 CFLAGS = $(OPTFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -fopenmp -Isrc
 LDFLAGS = $(OPTFLAGS) -fopenmp
-LIBS = -ljpeg -lpng -lwebp -lcjson -lmicrohttpd -lz -lm -lpthread
+LIBS = -ljpeg -lpng -lwebp -lcjson -lmicrohttpd -lcurl -lz -lm -lpthread
 
 # --- probe: OpenBLAS -------------------------------------------------------------------------
 ifneq ($(NO_BLAS),1)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages llava.c builds against (skips apt when they are all present).
 set -euo pipefail
-PKGS="build-essential pkg-config python3 libjpeg62-turbo-dev libpng-dev libwebp-dev libcjson-dev libmicrohttpd-dev libopenblas-dev zlib1g-dev"
+PKGS="build-essential pkg-config python3 libjpeg62-turbo-dev libpng-dev libwebp-dev libcjson-dev libmicrohttpd-dev libopenblas-dev zlib1g-dev libcurl4-openssl-dev"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

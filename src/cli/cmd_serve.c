@@ -18,6 +18,7 @@
 #include "cli/commands.h"
 #include "model/gpu.h"
 #include "model/llava.h"
+#include "server/fetch.h"
 #include "server/http.h"
 #include "server/queue.h"
 #include "util/mem.h"
@@ -40,6 +41,9 @@ static void serve_usage(FILE *f) {
             "      --max-tokens-default N   max_tokens when a request gives none (default 256)\n"
             "      --max-model-len N        prompt + generated tokens (default: the model's, at most 8192 on a GPU)\n"
             "      --allowed-local-media DIR  accept file:// image URLs that resolve inside DIR\n"
+            "      --allow-remote-images    fetch http(s):// image URLs (at most 3 redirects, http/https only)\n"
+            "      --remote-image-max-bytes N  larger remote images get 413 (default 20971520)\n"
+            "      --remote-image-timeout S    whole fetch, else 400 remote_image_timeout (default 5)\n"
             "      --threads N              CPU threads (default: all cores)\n"
             "      --shutdown-timeout S     on SIGTERM wait this long for in-flight requests (default 25)\n");
 }
@@ -47,6 +51,8 @@ static void serve_usage(FILE *f) {
 int cmd_serve(int argc, char **argv) {
     const char *model_dir = NULL, *host = "127.0.0.1", *device = "auto", *api_key = getenv("LLAVA_API_KEY");
     const char *served = NULL, *media = NULL;
+    int allow_remote = 0;
+    long remote_max_bytes = 20L << 20, remote_timeout = 5;
     long port = -1, max_body = 32L << 20, max_images = 8, max_pixels = 89478485, max_queue = 256,
          max_tokens_default = 256, max_model_len = 0, threads = 0, shutdown_timeout = 25;
     for (int i = 1; i < argc; i++) {
@@ -66,6 +72,7 @@ int cmd_serve(int argc, char **argv) {
         else if (OPT("--api-key", 1)) api_key = v;
         else if (OPT("--served-model-name", 1)) served = v;
         else if (OPT("--allowed-local-media", 1)) media = v;
+        else if (OPT("--allow-remote-images", 0)) allow_remote = 1;
         INTOPT("--port", 0, 65535, port)
         INTOPT("--max-body-bytes", 1024, 1L << 40, max_body)
         INTOPT("--max-images", 0, 1024, max_images)
@@ -75,6 +82,8 @@ int cmd_serve(int argc, char **argv) {
         INTOPT("--max-model-len", 16, 1 << 24, max_model_len)
         INTOPT("--threads", 1, 1024, threads)
         INTOPT("--shutdown-timeout", 0, 3600, shutdown_timeout)
+        INTOPT("--remote-image-max-bytes", 1, 1L << 40, remote_max_bytes)
+        INTOPT("--remote-image-timeout", 1, 3600, remote_timeout)
         else {
             fprintf(stderr, "llava serve: unknown option %s (see llava serve --help)\n", argv[i]);
             return 2;
@@ -105,6 +114,13 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "llava serve: --allowed-local-media %s: no such directory\n", media);
         return 2;
     }
+    /* libcurl's global init is not thread-safe: once, here, before any thread of ours starts */
+    llava_fetch_cfg remote = {.max_bytes = (size_t)remote_max_bytes, .timeout_s = remote_timeout, .max_redirs = 3};
+    if (allow_remote && llava_fetch_global_init()) {
+        fprintf(stderr, "llava serve: --allow-remote-images: libcurl failed to initialise\n");
+        free(media_real);
+        return 1;
+    }
     /* the name clients send: the folder's last component unless given */
     char name_buf[256];
     if (!served) {
@@ -121,6 +137,7 @@ int cmd_serve(int argc, char **argv) {
         use_gpu = llava_gpu_available(gpu_name, sizeof gpu_name) > 0;
         if (!use_gpu && !strcmp(device, "cuda")) {
             fprintf(stderr, "llava serve: --device cuda: no CUDA device is available; use --device cpu\n");
+            if (allow_remote) llava_fetch_global_cleanup();
             free(media_real);
             return 1;
         }
@@ -175,7 +192,8 @@ int cmd_serve(int argc, char **argv) {
                 .max_pixels = max_pixels,
                 .max_tokens_default = (int)max_tokens_default,
                 .max_model_len = ctx,
-                .media_dir = media_real},
+                .media_dir = media_real,
+                .remote = allow_remote ? &remote : NULL},
     };
     if (llava_server_start(&srv, &sp, m, eng, &err)) goto done;
     fprintf(stderr, "llava serve: model %s (%s) on %s, loaded in %.2fs; listening on http://%s:%d\n", served, model_dir,
@@ -201,6 +219,7 @@ done:
     llava_engine_stop(eng);  /* runs what is left, joins the worker */
     llava_gpu_free(gpu);
     llava_model_free(m);
+    if (allow_remote) llava_fetch_global_cleanup();
     free(media_real);
     sigaction(SIGPIPE, &old_pipe, NULL);
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);

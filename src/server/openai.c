@@ -13,6 +13,7 @@
 #include "image/anyres.h"
 #include "image/image.h"
 #include "server/chat_prompt.h"
+#include "server/fetch.h"
 #include "util/mem.h"
 
 #define MAX_LABELS 4096
@@ -124,9 +125,25 @@ static int load_image(llava_job_image *im, const char *url, const llava_serve_cf
         free(real);
         if (rc) snprintf(err.msg, sizeof err.msg, "%s", strstr(err.msg, "over the limit") ? "image is over the pixel limit" : "cannot read or decode the image file");
     } else if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8)) {
-        return llava_api_errf(e, 400, param, "remote_images_disabled",
-                              "remote image URLs are not supported (--allow-remote-images is not implemented); "
-                              "send the image inline as a data:image/...;base64 URL");
+        if (!cfg->remote)
+            return llava_api_errf(e, 400, param, "remote_images_disabled",
+                                  "remote image URLs are refused; start the server with --allow-remote-images, "
+                                  "or send the image inline as a data:image/...;base64 URL");
+        unsigned char *bytes = NULL;
+        size_t n = 0;
+        long status = 0;
+        char why[512];
+        llava_fetch_status fs = llava_fetch_url(&bytes, &n, &status, url, cfg->remote, why, sizeof why);
+        if (fs == LLAVA_FETCH_TOO_LARGE)
+            return llava_api_errf(e, 413, param, "image_too_large", "fetching %.200s: %s (--remote-image-max-bytes)",
+                                  url, why);
+        if (fs == LLAVA_FETCH_TIMEOUT)
+            return llava_api_errf(e, 400, param, "remote_image_timeout",
+                                  "fetching %.200s: %s (--remote-image-timeout %ld)", url, why, cfg->remote->timeout_s);
+        if (fs != LLAVA_FETCH_OK)
+            return llava_api_errf(e, 400, param, "remote_image_fetch_failed", "fetching %.200s: %s", url, why);
+        rc = llava_image_decode(&img, bytes, n, cfg->max_pixels, "image", &err);
+        free(bytes);
     } else {
         return llava_api_errf(e, 400, param, "invalid_image_url",
                               "image_url.url must be a data:image/...;base64 URL");

@@ -24,6 +24,7 @@ typedef struct llava_serve_cfg {
     int max_tokens_default;  /* when the request gives no max_tokens */
     int max_model_len;       /* prompt + generated tokens at most */
     const char *media_dir;   /* realpath of --allowed-local-media; NULL: file:// URLs are refused */
+    const struct llava_fetch_cfg *remote; /* --allow-remote-images limits; NULL: http(s) URLs are refused */
 } llava_serve_cfg;
 
 /* An error the client caused (or 5xx): becomes {"error": {message, type, param, code}}. */
