@@ -7,7 +7,6 @@
 #include "model/gpu.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <string.h>
 
 #include "model/pack.h"
@@ -75,41 +74,27 @@ struct llava_gpu {
     int len;             /* tokens in the KV cache */
 };
 
-/* Uploads checkpoint tensor `name` (shape checked) as bf16 into *dst + offset elements, allocating
- * *dst with alloc_elems elements when it is NULL. BF16 tensors go up as they are in the mmapped
- * file; F32/F16 are converted on the way. */
-static int upload_tensor(llava_gpu *g, bf16 **dst, size_t alloc_elems, size_t offset, const char *name, int ndim,
-                         const int64_t *shape, llava_err *err) {
-    const llava_tensor *t = llava_weight_find(g->m->st, name);
-    if (!t) return llava_errf(err, "tensor %s is missing from the checkpoint", name);
-    if (llava_tensor_expect(t, ndim, shape, err)) return -1;
-    if (!*dst && !(*dst = cuda_malloc(sizeof(bf16) * alloc_elems, name, err))) return -1;
+/* Uploads tensor t as bf16 into *dst + offset elements, allocating *dst with alloc_elems elements
+ * when it is NULL. BF16 tensors go up as they are in the mmapped file; F32/F16 are converted. */
+static int upload_tensor(llava_gpu *g, bf16 **dst, size_t alloc_elems, size_t offset, const llava_tensor *t,
+                         llava_err *err) {
+    if (!*dst && !(*dst = cuda_malloc(sizeof(bf16) * alloc_elems, t->name, err))) return -1;
     if (t->dtype == LLAVA_DT_BF16) {
         cuda_upload(g->c, *dst + offset, t->data, t->nbytes);
         return 0;
     }
-    float *tmp = llava_try_malloc(sizeof(float) * (size_t)t->numel, name, err);
+    float *tmp = llava_try_malloc(sizeof(float) * (size_t)t->numel, t->name, err);
     if (!tmp) return -1;
     int rc = llava_tensor_to_f32(tmp, t, err) || cuda_upload_f32_as_bf16(g->c, *dst + offset, tmp, (size_t)t->numel, err);
     free(tmp);
     return rc ? -1 : 0;
 }
 
-/* printf-style name; dims d0..d3 (unused = 0) */
-static int upt(llava_gpu *g, bf16 **dst, size_t alloc, size_t off, llava_err *err, int64_t d0, int64_t d1, int64_t d2,
-               int64_t d3, const char *fmt, ...) __attribute__((format(printf, 10, 11)));
-static int upt(llava_gpu *g, bf16 **dst, size_t alloc, size_t off, llava_err *err, int64_t d0, int64_t d1, int64_t d2,
-               int64_t d3, const char *fmt, ...) {
-    char name[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    int64_t shape[4] = {d0, d1, d2, d3};
-    int ndim = d3 ? 4 : d2 ? 3 : d1 ? 2 : 1;
-    size_t n = (size_t)d0 * (d1 ? d1 : 1) * (d2 ? d2 : 1) * (d3 ? d3 : 1);
-    return upload_tensor(g, dst, alloc ? alloc : n, off, name, ndim, shape, err);
-}
+/* Finds the checkpoint tensor (llava_weight_getf: name and shape checked) and uploads it; alloc 0
+ * means the tensor's own size. dims d0..d3 (unused = 0). */
+#define UPT(dst, alloc, off, d0, d1, d2, d3, ...)                                                        \
+    ((t = llava_weight_getf(m->st, err, d0, d1, d2, d3, __VA_ARGS__)) == NULL ||                          \
+     upload_tensor(g, &(dst), (size_t)(alloc) != 0 ? (size_t)(alloc) : (size_t)t->numel, (size_t)(off), t, err))
 
 #define VT "model.vision_tower.vision_model."
 #define LM "model.language_model."
@@ -169,8 +154,9 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, int max_tokens, llava_
     /* weights, straight from the checkpoint */
     {
         const int I2 = 2 * I;
+        const llava_tensor *t;
 #define W(dst, d0, d1, d2, d3, ...) \
-    if (upt(g, &(dst), 0, 0, err, d0, d1, d2, d3, __VA_ARGS__)) goto fail
+    if (UPT(dst, 0, 0, d0, d1, d2, d3, __VA_ARGS__)) goto fail
         W(g->patch_w, Dv, 3, P, P, VT "embeddings.patch_embedding.weight");
         W(g->class_emb, Dv, 0, 0, 0, VT "embeddings.class_embedding");
         W(g->pos_emb, NP, Dv, 0, 0, VT "embeddings.position_embedding.weight");
@@ -217,8 +203,8 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, int max_tokens, llava_
             W(d->wo, Ht, QD, 0, 0, LM "layers.%d.self_attn.o_proj.weight", l);
             W(d->mlp_norm, Ht, 0, 0, 0, LM "layers.%d.post_attention_layernorm.weight", l);
             /* gate and up side by side: one GEMM gives [gate | up] per token */
-            if (upt(g, &d->w_gu, (size_t)I2 * Ht, 0, err, I, Ht, 0, 0, LM "layers.%d.mlp.gate_proj.weight", l) ||
-                upt(g, &d->w_gu, (size_t)I2 * Ht, (size_t)I * Ht, err, I, Ht, 0, 0, LM "layers.%d.mlp.up_proj.weight", l))
+            if (UPT(d->w_gu, (size_t)I2 * Ht, 0, I, Ht, 0, 0, LM "layers.%d.mlp.gate_proj.weight", l) ||
+                UPT(d->w_gu, (size_t)I2 * Ht, (size_t)I * Ht, I, Ht, 0, 0, LM "layers.%d.mlp.up_proj.weight", l))
                 goto fail;
             W(d->w_down, Ht, I, 0, 0, LM "layers.%d.mlp.down_proj.weight", l);
         }

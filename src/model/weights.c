@@ -34,13 +34,37 @@ const llava_tensor *llava_weight_find(const llava_safetensors *st, const char *n
     return NULL;
 }
 
-int llava_weight_f32(float **out, const llava_safetensors *st, const char *name, int ndim, const int64_t *shape,
-                     llava_err *err) {
-    *out = NULL;
+static const llava_tensor *get_checked(const llava_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                                       llava_err *err) {
     const llava_tensor *t = llava_weight_find(st, name);
-    if (!t) return llava_errf(err, "tensor %s is missing from the checkpoint (is this a LLaVA-NeXT model directory?)", name);
-    if (llava_tensor_expect(t, ndim, shape, err)) return -1;
-    float *buf = llava_try_malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1), name, err);
+    if (!t) {
+        llava_errf(err, "tensor %s is missing from the checkpoint (is this a LLaVA-NeXT model directory?)", name);
+        return NULL;
+    }
+    return llava_tensor_expect(t, ndim, shape, err) ? NULL : t;
+}
+
+static const llava_tensor *get_checkedv(const llava_safetensors *st, llava_err *err, const int64_t dims[4],
+                                        const char *fmt, va_list ap) {
+    char name[512];
+    vsnprintf(name, sizeof name, fmt, ap);
+    int ndim = dims[3] ? 4 : dims[2] ? 3 : dims[1] ? 2 : 1;
+    return get_checked(st, name, ndim, dims, err);
+}
+
+const llava_tensor *llava_weight_getf(const llava_safetensors *st, llava_err *err, int64_t d0, int64_t d1, int64_t d2,
+                                      int64_t d3, const char *fmt, ...) {
+    const int64_t dims[4] = {d0, d1, d2, d3};
+    va_list ap;
+    va_start(ap, fmt);
+    const llava_tensor *t = get_checkedv(st, err, dims, fmt, ap);
+    va_end(ap);
+    return t;
+}
+
+static int to_f32(float **out, const llava_tensor *t, llava_err *err) {
+    *out = NULL;
+    float *buf = llava_try_malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1), t->name, err);
     if (!buf) return -1;
     if (llava_tensor_to_f32(buf, t, err)) {
         free(buf);
@@ -50,14 +74,20 @@ int llava_weight_f32(float **out, const llava_safetensors *st, const char *name,
     return 0;
 }
 
+int llava_weight_f32(float **out, const llava_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                     llava_err *err) {
+    *out = NULL;
+    const llava_tensor *t = get_checked(st, name, ndim, shape, err);
+    return t ? to_f32(out, t, err) : -1;
+}
+
 int llava_weight_f32f(float **out, const llava_safetensors *st, llava_err *err, int64_t d0, int64_t d1, int64_t d2,
                       int64_t d3, const char *fmt, ...) {
-    char name[512];
+    *out = NULL;
+    const int64_t dims[4] = {d0, d1, d2, d3};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    const llava_tensor *t = get_checkedv(st, err, dims, fmt, ap);
     va_end(ap);
-    int64_t shape[4] = {d0, d1, d2, d3};
-    int ndim = d3 ? 4 : d2 ? 3 : d1 ? 2 : 1;
-    return llava_weight_f32(out, st, name, ndim, shape, err);
+    return t ? to_f32(out, t, err) : -1;
 }

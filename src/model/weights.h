@@ -15,6 +15,11 @@
 
 const llava_tensor *llava_weight_find(const llava_safetensors *st, const char *name);
 
+/* printf-style name; finds the tensor and checks its shape, given as up to 4 dims (unused = 0).
+ * NULL with a message naming the tensor (and the file and both shapes) when missing or misshapen. */
+const llava_tensor *llava_weight_getf(const llava_safetensors *st, llava_err *err, int64_t d0, int64_t d1, int64_t d2,
+                                      int64_t d3, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
 /* Finds the tensor, checks its shape (ndim dims of shape), converts it to a new float32 buffer.
  * Error messages name the tensor, the file and both shapes. */
 int llava_weight_f32(float **out, const llava_safetensors *st, const char *name, int ndim, const int64_t *shape,
