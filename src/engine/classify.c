@@ -14,6 +14,8 @@ struct llava_classifier {
     int n_labels;
     char **labels;
     char *prompt;          /* rendered prompt text (chat template, one <image>) */
+    int *prompt_ids;       /* its token ids with the single image token unexpanded (n_prompt) */
+    int n_prompt;
     int **cont;            /* continuation ids per label, EOS last */
     int *n_cont;
     /* trie over the continuations: node i has token tok[i] and parent par[i] (-1 = root) */
@@ -50,7 +52,7 @@ void llava_classifier_free(llava_classifier *c) {
         if (c->path) free(c->path[i]);
     }
     free(c->labels), free(c->cont), free(c->n_cont), free(c->path);
-    free(c->tok), free(c->par), free(c->prompt);
+    free(c->tok), free(c->par), free(c->prompt), free(c->prompt_ids);
     free(c);
 }
 
@@ -89,10 +91,11 @@ int llava_classifier_new(llava_classifier **out, const llava_model *m, const cha
     }
     char *q = replace_all(question, "{labels}", joined);
     free(joined);
-    int *pids = NULL, n_p = 0, one = 1, rc = -1;
+    int one = 1, rc = -1;
     int eos = m->cfg.eos_ids[0];
     /* prompt with one unexpanded image token (image expansion does not change text tokens) */
-    if (llava_build_prompt(&pids, &n_p, &c->prompt, m, q, 0, 1, &one, err)) goto done;
+    if (llava_build_prompt(&c->prompt_ids, &c->n_prompt, &c->prompt, m, q, 0, 1, &one, err)) goto done;
+    const int *pids = c->prompt_ids, n_p = c->n_prompt;
     size_t cap = 64;
     c->tok = xmalloc(sizeof(int) * cap);
     c->par = xmalloc(sizeof(int) * cap);
@@ -110,10 +113,7 @@ int llava_classifier_new(llava_classifier **out, const llava_model *m, const cha
         if (bad) goto done;
         /* the prompt's ids (with its single image token) must be a prefix */
         int ok = n > n_p;
-        for (int k = 0, j = 0; ok && k < n_p; k++) {
-            int want = pids[k] == m->cfg.image_token_index ? m->cfg.image_token_index : pids[k];
-            ok = ids[j++] == want;
-        }
+        for (int k = 0; ok && k < n_p; k++) ok = ids[k] == pids[k];
         if (!ok) {
             free(ids);
             llava_errf(err, "label \"%s\": the answer does not start at a token boundary after the prompt", labels[i]);
@@ -158,7 +158,6 @@ int llava_classifier_new(llava_classifier **out, const llava_model *m, const cha
     rc = 0;
 done:
     free(q);
-    free(pids);
     if (rc) llava_classifier_free(c);
     else *out = c;
     return rc;
@@ -206,22 +205,20 @@ static void log_softmax_rows(float *x, int rows, int V, double *tmp) {
 
 /* prompt ids with the image token expanded to n_feats copies; malloc'd */
 static int expanded_prompt(int **ids, int *n_ids, const llava_classifier *c, int n_feats, llava_err *err) {
-    return llava_tokenize_prompt(ids, n_ids, c->m, c->prompt, 1, &n_feats, err);
+    return llava_expand_image_tokens(ids, n_ids, c->prompt_ids, c->n_prompt, c->m->cfg.image_token_index, 1, &n_feats,
+                                     err);
 }
 
 /* Device tokens one classification can need: the prompt text, the largest anyres feature count
  * (an image with exactly a pinpoint's aspect keeps every row and column), the label trie. */
 int llava_classifier_max_tokens(const llava_classifier *c, llava_err *err) {
     const llava_model *m = c->m;
-    int *ids = NULL, n = 0;
-    if (llava_tokenize(m->tok, c->prompt, strlen(c->prompt), 1, &ids, &n, err)) return -1;
-    free(ids);
     int feats = 0;
     for (int i = 0; i < m->pp.n_pinpoints; i++) {
         int t = llava_image_token_count(&m->pp, m->pp.pinpoints[i][0], m->pp.pinpoints[i][1]);
         if (t > feats) feats = t;
     }
-    return n + feats + c->n_nodes + 8;
+    return c->n_prompt + feats + c->n_nodes + 8;
 }
 
 int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,
