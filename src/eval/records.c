@@ -546,35 +546,31 @@ static int truth_line(llava_eval_set *s, const cJSON *obj, const char *path, int
 
 /* ---- loaders ---------------------------------------------------------------------------------- */
 
-static char *read_input(const char *path, size_t *len, const char *what, llava_err *err) {
-    char *buf = llava_read_file(path, len, MAX_INPUT_BYTES, err);
-    if (!buf) llava_err_prefix(err, "%s", what);
-    return buf;
-}
+typedef int (*csv_fn)(llava_eval_set *s, const char *path, const char *buf, const char *end, char delim,
+                      llava_err *err);
 
-int llava_eval_load_pred(llava_eval_set *s, const char *path, llava_err *err) {
+/* Reads a predictions or truth file (what names it in messages), remembers its path in *saved_path,
+ * and parses it as JSONL (line_fn per record) or CSV/TSV (csv). */
+static int load_records(llava_eval_set *s, const char *path, const char *what, char **saved_path, jsonl_fn line_fn,
+                        csv_fn csv, llava_err *err) {
     size_t len = 0;
-    char *buf = read_input(path, &len, "predictions", err);
-    if (!buf) return -1;
-    free(s->pred_path);
-    s->pred_path = xstrdup(path);
+    char *buf = llava_read_file(path, &len, MAX_INPUT_BYTES, err);
+    if (!buf) return llava_err_prefix(err, "%s", what);
+    free(*saved_path);
+    *saved_path = xstrdup(path);
     int kind = file_kind(path, buf, buf + len), rc;
-    if (kind == KIND_JSONL) rc = each_jsonl(s, path, buf, buf + len, pred_line, err);
-    else rc = load_pred_csv(s, path, buf, buf + len, kind == KIND_TSV ? '\t' : ',', err);
+    if (kind == KIND_JSONL) rc = each_jsonl(s, path, buf, buf + len, line_fn, err);
+    else rc = csv(s, path, buf, buf + len, kind == KIND_TSV ? '\t' : ',', err);
     free(buf);
     return rc;
 }
 
+int llava_eval_load_pred(llava_eval_set *s, const char *path, llava_err *err) {
+    return load_records(s, path, "predictions", &s->pred_path, pred_line, load_pred_csv, err);
+}
+
 int llava_eval_load_truth(llava_eval_set *s, const char *path, llava_err *err) {
-    size_t len = 0;
-    char *buf = read_input(path, &len, "truth", err);
-    if (!buf) return -1;
-    free(s->truth_path);
-    s->truth_path = xstrdup(path);
-    int kind = file_kind(path, buf, buf + len), rc;
-    if (kind == KIND_JSONL) rc = each_jsonl(s, path, buf, buf + len, truth_line, err);
-    else rc = load_truth_csv(s, path, buf, buf + len, kind == KIND_TSV ? '\t' : ',', err);
-    free(buf);
+    int rc = load_records(s, path, "truth", &s->truth_path, truth_line, load_truth_csv, err);
     if (rc == 0 && s->n_truth == 0) return llava_errf(err, "%s: no records (expected id,label rows)", path);
     return rc;
 }
