@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `llava serve --allow-remote-images` on the tiny model against a loopback file server
-# (tests/remote_media_server.py): a remote PNG answers like the same data: URL; too big → 413 (also
+# (tests/remote_media_server.py). Without --allow-private-remote-images every URL that reaches a
+# non-public address (127.0.0.1, localhost, 0.0.0.0, [::1], ::ffff:127.0.0.1, 169.254.169.254, 10/8,
+# a decimal-encoded loopback) → 400 remote_image_not_public naming that flag. With it (the file
+# server is on loopback): a remote PNG answers like the same data: URL; too big → 413 (also
 # when streamed without Content-Length); not an image, 404, >3 redirects, a redirect to file:// → 400;
 # a slow URL → 400 remote_image_timeout within the limit and without blocking other requests; without
 # the flag http(s) → 400 naming it; file:// only inside --allowed-local-media. A good request follows
@@ -12,8 +15,8 @@ if ! python3 -c "import openai" 2>/dev/null; then
     echo "SKIP cli_serve_remote: python3 package openai is missing (pip install openai)"
     echo "RESULT 0 0"; exit 0
 fi
-if ! "$BIN" serve --help 2>/dev/null | grep -q -- --allow-remote-images; then
-    echo "SKIP cli_serve_remote: $BIN serve has no --allow-remote-images"
+if ! "$BIN" serve --help 2>/dev/null | grep -q -- --allow-private-remote-images; then
+    echo "SKIP cli_serve_remote: $BIN serve has no --allow-private-remote-images"
     echo "RESULT 0 0"; exit 0
 fi
 T=$(mktemp -d /tmp/llava-serve-remote.XXXXXX)
@@ -53,20 +56,23 @@ start_server() {
         sleep 0.1
     done
 }
-start_server remote --allow-remote-images --remote-image-max-bytes 1048576 --remote-image-timeout 2 \
-    --allowed-local-media "$T/www"
+start_server remote --allow-remote-images --allow-private-remote-images --remote-image-max-bytes 1048576 \
+    --remote-image-timeout 2 --allowed-local-media "$T/www"
 rport=$port
-check "server with --allow-remote-images starts ($(tail -n 2 "$T/remote.log"))" '[ -n "$rport" ]'
+check "server with --allow-private-remote-images starts ($(tail -n 2 "$T/remote.log"))" '[ -n "$rport" ]'
+start_server public --allow-remote-images --remote-image-timeout 2
+uport=$port
+check "server with only --allow-remote-images starts ($(tail -n 2 "$T/public.log"))" '[ -n "$uport" ]'
 start_server plain
 pport=$port
 check "server without the flag starts ($(tail -n 2 "$T/plain.log"))" '[ -n "$pport" ]'
-if [ -z "$mport" ] || [ -z "$rport" ] || [ -z "$pport" ]; then echo "RESULT $pass $fail"; exit 1; fi
+if [ -z "$mport" ] || [ -z "$rport" ] || [ -z "$uport" ] || [ -z "$pport" ]; then echo "RESULT $pass $fail"; exit 1; fi
 
-out=$(python3 - "$rport" "$pport" "$mport" "$T/www" 2>&1 <<'PY'
+out=$(python3 - "$rport" "$pport" "$mport" "$T/www" "$uport" 2>&1 <<'PY'
 import base64, json, sys, threading, time, urllib.error, urllib.request
 import openai
 
-rport, pport, mport, www = sys.argv[1:5]
+rport, pport, mport, www, uport = sys.argv[1:6]
 IMG = "tests/fixtures/ref/images/small.png"
 Q = "What is shown in this image?"
 DATA = "data:image/png;base64," + base64.b64encode(open(IMG, "rb").read()).decode()
@@ -156,6 +162,34 @@ s, b = post(rport, f"file://{www}/small.png")
 check("file:// inside --allowed-local-media works", s == 200 and b["choices"][0]["message"]["content"] == good, f"{s} {b}")
 bad("file:// outside --allowed-local-media", "file:///etc/passwd", 400, "local_media_forbidden")
 
+# the server with --allow-remote-images only: non-public destinations are refused, whatever the URL
+# spells (checked on the address connected to, after name resolution), and the next request works
+NP = ["is not public", "--allow-private-remote-images"]
+bad("loopback URL (public only)", M + "/small.png", 400, "remote_image_not_public", NP + ["127.0.0.1"], port=uport)
+bad("localhost name (public only)", f"http://localhost:{mport}/small.png", 400, "remote_image_not_public", NP,
+    port=uport)
+bad("decimal loopback (public only)", f"http://2130706433:{mport}/small.png", 400, "remote_image_not_public", NP,
+    port=uport)
+bad("0.0.0.0 (public only)", f"http://0.0.0.0:{mport}/small.png", 400, "remote_image_not_public", NP, port=uport)
+bad("[::1] (public only)", f"http://[::1]:{mport}/small.png", 400, "remote_image_not_public", NP, port=uport)
+bad("IPv4-mapped loopback (public only)", f"http://[::ffff:127.0.0.1]:{mport}/small.png", 400,
+    "remote_image_not_public", NP, port=uport)
+bad("cloud metadata (public only)", "http://169.254.169.254/latest/meta-data/", 400, "remote_image_not_public",
+    NP + ["169.254.169.254"], port=uport)
+bad("10/8 (public only)", "https://10.1.2.3/x.png", 400, "remote_image_not_public", NP, port=uport)
+s, b = post(uport, None, "/v1/classify", {"image": M + "/small.png", "labels": ["a cat", "a dog"]})
+check("classify: loopback URL refused (public only)", s == 400 and b["error"]["code"] == "remote_image_not_public",
+      f"{s} {b}")
+good_after("classify refused", uport)
+try:
+    uclient = openai.OpenAI(base_url=f"http://127.0.0.1:{uport}/v1", api_key="none", max_retries=0, timeout=60)
+    uclient.chat.completions.create(model="tiny-a", messages=msgs(M + "/small.png"), max_tokens=4)
+    check("openai client: loopback URL raises BadRequestError", False, "no error")
+except openai.BadRequestError as ex:
+    check("openai client: loopback URL raises BadRequestError",
+          ex.status_code == 400 and "--allow-private-remote-images" in str(ex), str(ex))
+good_after("openai client refused", uport)
+
 # the server without --allow-remote-images
 bad("http:// without the flag", M + "/small.png", 400, "remote_images_disabled", ["--allow-remote-images"], port=pport)
 bad("https:// without the flag", "https://127.0.0.1:1/x.png", 400, "remote_images_disabled", port=pport)
@@ -174,7 +208,7 @@ else
     echo "FAIL client died"; fail=$((fail + 1))
 fi
 
-for name in remote plain; do
+for name in remote public plain; do
     eval "p=\$${name}_pid"
     kill -TERM "$p"
     wait "$p"; rc=$?

@@ -41,7 +41,9 @@ static void serve_usage(FILE *f) {
             "      --max-tokens-default N   max_tokens when a request gives none (default 256)\n"
             "      --max-model-len N        prompt + generated tokens (default: the model's, at most 8192 on a GPU)\n"
             "      --allowed-local-media DIR  accept file:// image URLs that resolve inside DIR\n"
-            "      --allow-remote-images    fetch http(s):// image URLs (at most 3 redirects, http/https only)\n"
+            "      --allow-remote-images    fetch http(s):// image URLs (at most 3 redirects, http/https only) from\n"
+            "                               public addresses only (not loopback, private, link-local, metadata, ...)\n"
+            "      --allow-private-remote-images  also from non-public addresses (implies --allow-remote-images)\n"
             "      --remote-image-max-bytes N  larger remote images get 413 (default 20971520)\n"
             "      --remote-image-timeout S    whole fetch, else 400 remote_image_timeout (default 5)\n"
             "      --threads N              CPU threads (default: all cores)\n"
@@ -51,7 +53,7 @@ static void serve_usage(FILE *f) {
 int cmd_serve(int argc, char **argv) {
     const char *model_dir = NULL, *host = "127.0.0.1", *device = "auto", *api_key = getenv("LLAVA_API_KEY");
     const char *served = NULL, *media = NULL;
-    int allow_remote = 0;
+    int allow_remote = 0, allow_private = 0;
     long remote_max_bytes = 20L << 20, remote_timeout = 5;
     long port = -1, max_body = 32L << 20, max_images = 8, max_pixels = 89478485, max_queue = 256,
          max_tokens_default = 256, max_model_len = 0, threads = 0, shutdown_timeout = 25;
@@ -73,6 +75,7 @@ int cmd_serve(int argc, char **argv) {
         else if (OPT("--served-model-name", 1)) served = v;
         else if (OPT("--allowed-local-media", 1)) media = v;
         else if (OPT("--allow-remote-images", 0)) allow_remote = 1;
+        else if (OPT("--allow-private-remote-images", 0)) allow_remote = allow_private = 1;
         INTOPT("--port", 0, 65535, port)
         INTOPT("--max-body-bytes", 1024, 1L << 40, max_body)
         INTOPT("--max-images", 0, 1024, max_images)
@@ -115,7 +118,8 @@ int cmd_serve(int argc, char **argv) {
         return 2;
     }
     /* libcurl's global init is not thread-safe: once, here, before any thread of ours starts */
-    llava_fetch_cfg remote = {.max_bytes = (size_t)remote_max_bytes, .timeout_s = remote_timeout, .max_redirs = 3};
+    llava_fetch_cfg remote = {.max_bytes = (size_t)remote_max_bytes, .timeout_s = remote_timeout, .max_redirs = 3,
+                              .allow_private = allow_private};
     if (allow_remote && llava_fetch_global_init()) {
         fprintf(stderr, "llava serve: --allow-remote-images: libcurl failed to initialise\n");
         free(media_real);

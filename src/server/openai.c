@@ -137,6 +137,10 @@ static int load_image(llava_job_image *im, const char *url, const llava_serve_cf
         if (fs == LLAVA_FETCH_TOO_LARGE)
             return llava_api_errf(e, 413, param, "image_too_large", "fetching %.200s: %s (--remote-image-max-bytes)",
                                   url, why);
+        if (fs == LLAVA_FETCH_NOT_PUBLIC)
+            return llava_api_errf(e, 400, param, "remote_image_not_public",
+                                  "fetching %.200s: %s; start the server with --allow-private-remote-images to "
+                                  "fetch from such addresses", url, why);
         if (fs == LLAVA_FETCH_TIMEOUT)
             return llava_api_errf(e, 400, param, "remote_image_timeout",
                                   "fetching %.200s: %s (--remote-image-timeout %ld)", url, why, cfg->remote->timeout_s);
