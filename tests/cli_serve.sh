@@ -5,10 +5,8 @@
 set -u
 BIN=${LLAVA_BIN:-build/llava}
 FIX=tests/fixtures
-if ! python3 -c "import openai" 2>/dev/null; then
-    echo "SKIP cli_serve: python3 package openai is missing (pip install openai)"
-    echo "RESULT 0 0"; exit 0
-fi
+. tests/serve_lib.sh
+serve_require_openai cli_serve
 if ! "$BIN" serve --help >/dev/null 2>&1; then
     echo "SKIP cli_serve: $BIN has no serve command"
     echo "RESULT 0 0"; exit 0
@@ -21,16 +19,9 @@ pass=0; fail=0
 check() { if eval "$2"; then pass=$((pass + 1)); else echo "FAIL $1"; fail=$((fail + 1)); fi; }
 
 KEY=test-key-123
-"$BIN" serve -m $FIX/tiny-a --host 127.0.0.1 --port 0 --device cpu --api-key $KEY --max-images 2 \
-    --max-body-bytes 2097152 --max-tokens-default 4 2>"$T/log" &
-pid=$!
-port=""
-for _ in $(seq 1 300); do
-    port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$T/log" 2>/dev/null | grep -o '[0-9]*$')
-    [ -n "$port" ] && break
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.1
-done
+serve_start "$T/log" -m $FIX/tiny-a --device cpu --api-key $KEY --max-images 2 --max-body-bytes 2097152 \
+    --max-tokens-default 4
+pid=$serve_pid port=$serve_port
 check "server starts ($(tail -n 3 "$T/log"))" '[ -n "$port" ]'
 if [ -z "$port" ]; then echo "RESULT $pass $fail"; exit 1; fi
 ok=0

@@ -11,10 +11,8 @@
 set -u
 BIN=${LLAVA_BIN:-build/llava}
 FIX=tests/fixtures
-if ! python3 -c "import openai" 2>/dev/null; then
-    echo "SKIP cli_serve_remote: python3 package openai is missing (pip install openai)"
-    echo "RESULT 0 0"; exit 0
-fi
+. tests/serve_lib.sh
+serve_require_openai cli_serve_remote
 if ! "$BIN" serve --help 2>/dev/null | grep -q -- --allow-private-remote-images; then
     echo "SKIP cli_serve_remote: $BIN serve has no --allow-private-remote-images"
     echo "RESULT 0 0"; exit 0
@@ -41,20 +39,13 @@ for _ in $(seq 1 100); do
 done
 check "media server starts" '[ -n "$mport" ]'
 
-# start_server NAME ARGS...: sets $port (empty on failure)
+# start_server NAME ARGS...: sets $port (empty on failure) and ${NAME}_pid
 start_server() {
     local name=$1; shift
-    "$BIN" serve -m $FIX/tiny-a --host 127.0.0.1 --port 0 --device cpu --max-tokens-default 4 "$@" 2>"$T/$name.log" &
-    local p=$!
-    pids+=($p)
-    eval "${name}_pid=$p"
-    port=""
-    for _ in $(seq 1 300); do
-        port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$T/$name.log" 2>/dev/null | grep -o '[0-9]*$')
-        [ -n "$port" ] && break
-        kill -0 $p 2>/dev/null || break
-        sleep 0.1
-    done
+    serve_start "$T/$name.log" -m $FIX/tiny-a --device cpu --max-tokens-default 4 "$@"
+    pids+=($serve_pid)
+    eval "${name}_pid=$serve_pid"
+    port=$serve_port
 }
 start_server remote --allow-remote-images --allow-private-remote-images --remote-image-max-bytes 1048576 \
     --remote-image-timeout 2 --allowed-local-media "$T/www"
