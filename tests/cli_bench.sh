@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `llava bench` on the CPU with the tiny fixtures: the JSON report has every field, images/s > 0,
-# every per-image prediction is one of the labels, the staged pipeline equals llava_classify_pixels
+# every per-image prediction is one of the labels, the scheduled run equals llava_classify_pixels
 # on the warm-up image; --random-weights writes, loads and removes a random checkpoint of tiny-b's
 # config; usage and setup errors exit non-zero with a message. Prints RESULT <passed> <failed>.
 set -u
@@ -34,7 +34,7 @@ positive() { awk "BEGIN { exit !($1 > 0) }"; }
 out=$(TMPDIR=$T "$BIN" bench -m $FIX/tiny-a --images 6 --image-size 200x150 --device cpu --json --price-per-hour 2.5 2>"$T/err"); rc=$?
 check "bench tiny-a exits 0 ($(head -c 300 "$T/err"))" '[ $rc -eq 0 ]'
 for k in images_per_s prompt_tokens_per_s achieved_tflops flops_per_image latency_ms p50 p99 stages_ms_per_image \
-         decode preprocess vision lm_prefill label_scoring peak_rss_bytes usd_per_1000_images predictions \
+         decode preprocess model model_idle mean_batch peak_rss_bytes usd_per_1000_images predictions \
          prompt_tokens_per_image gemm_ceiling_tflops check_max_prob_diff; do
     check "json has $k" 'printf "%s" "$out" | grep -q "\"$k\""'
 done
@@ -45,7 +45,7 @@ check "usd_per_1000_images > 0" 'positive "$(field "$out" usd_per_1000_images)"'
 check "6 images" '[ "$(field "$out" images)" = 6 ]'
 check "200x150 gives 3 tiles" '[ "$(field "$out" tiles_per_image)" = 3 ]'
 check "predictions are 6 W1 labels" 'preds_ok "$out" "$W1" 6'
-check "staged pipeline equals llava_classify_pixels" 'awk "BEGIN { exit !($(field "$out" check_max_prob_diff) < 1e-9) }"'
+check "the scheduled run equals llava_classify_pixels" 'awk "BEGIN { exit !($(field "$out" check_max_prob_diff) < 1e-9) }"'
 check "temp images removed" '[ -z "$(ls -A "$T" | grep llava-bench)" ]'
 
 out=$(TMPDIR=$T "$BIN" bench --config $FIX/tiny-b --random-weights --images 3 --device cpu --json 2>"$T/err"); rc=$?
@@ -74,8 +74,10 @@ check "--images 0 exits 2 with a message" '[ $rc -eq 2 ] && grep -q "images" "$T
 check "missing --config exits non-zero with a message" '[ $rc -ne 0 ] && grep -q "config" "$T/err"'
 "$BIN" bench --images 1 >/dev/null 2>"$T/err"; rc=$?
 check "no model exits 2" '[ $rc -eq 2 ] && grep -q "\-m MODEL_DIR" "$T/err"'
-"$BIN" bench -m $FIX/tiny-a --batch 8 >/dev/null 2>"$T/err"; rc=$?
-check "--batch > 1 is refused for now" '[ $rc -eq 2 ] && grep -q "batch" "$T/err"'
+"$BIN" bench -m $FIX/tiny-a --batch -1 >/dev/null 2>"$T/err"; rc=$?
+check "--batch -1 is refused" '[ $rc -eq 2 ] && grep -q "batch" "$T/err"'
+"$BIN" bench -m $FIX/tiny-a --images 2 --batch 4 --device cpu --json >"$T/b4.json" 2>"$T/err"; rc=$?
+check "--batch 4 runs (one image per step on the CPU)" '[ $rc -eq 0 ] && grep -q "\"mean_batch\":1" "$T/b4.json"'
 "$BIN" bench -m $FIX/tiny-a --images 1 --device cpu --labels "a,a" >/dev/null 2>"$T/err"; rc=$?
 check "duplicate labels exit non-zero" '[ $rc -ne 0 ] && grep -q "twice" "$T/err"'
 

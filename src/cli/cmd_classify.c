@@ -3,10 +3,11 @@
  * Thin front end over src/batch (inputs, results file, shards, merge, decode pool, progress) and
  * src/engine/classify.h (label scoring). argv[0] is the subcommand name.
  * Pipeline: decode threads (llava_prefetch) load + preprocess images into a bounded queue while
- * this thread runs llava_classify_pixels on them and appends one record per image, in the order
- * they finish. SIGINT/SIGTERM set a flag: the image in the model is finished and recorded, the
- * rest stays for the next run (a second signal kills at once, which is safe too: every record is
- * one write(2)).
+ * this thread feeds them to the scheduler (engine/scheduler.h: batched steps on the GPU, one image
+ * at a time on the CPU) and appends one record per image, in the order they finish.
+ * SIGINT/SIGTERM set a flag: the images in the model are finished and recorded, the rest stays
+ * for the next run (a second signal kills at once, which is safe too: every record is one
+ * write(2)).
  * Exit status: 0 the run completed (per-image errors are records, not failures) or the merge was
  * complete; 1 it could not run (model, GPU, output, I/O) or the merge found missing/duplicate records;
  * 2 usage error (options, labels, inputs, shard settings); 128+signal when interrupted.
@@ -28,7 +29,9 @@
 #include "batch/prefetch.h"
 #include "batch/progress.h"
 #include "batch/shard.h"
+#include "cli/device.h"
 #include "engine/classify.h"
+#include "engine/scheduler.h"
 #include "formats/tokenizer.h"
 #include "model/gpu.h"
 #include "model/llava.h"
@@ -71,6 +74,7 @@ static void classify_usage(FILE *f) {
           "  --merge                join the shard files of -o into -o and check them (missing and\n"
           "                         duplicate ids; give the INPUTS to check that every input has a record)\n"
           "  --device cpu|cuda|auto model on the CPU or the first CUDA device (default auto: CUDA if present)\n"
+          CLI_GPU_FLAGS_HELP
           "  --threads N            image decode/preprocess threads (default: half the CPUs, 1..8)\n"
           "  --max-pixels N         refuse larger images with an error record (default 89478485, Pillow's)\n"
           "  --price-per-hour P     print the cost per 1000 images at P per hour of wall time\n"
@@ -86,6 +90,7 @@ typedef struct classify_opts {
     double min_conf, price;
     double log_every;
     int shards, threads, merge;
+    llava_gpu_params gp;
     int64_t max_pixels;
     llava_open_mode mode;
     const char **inputs;
@@ -166,7 +171,7 @@ static int parse_args(classify_opts *o, int argc, char **argv) {
         static const char *const takes[] = {"-m", "--model", "--labels", "-o", "--output", "--top-k",
                                             "--min-confidence", "--question", "--answer", "--format", "--shard",
                                             "--shards", "--threads", "--max-pixels", "--price-per-hour",
-                                            "--log-every", "--device", NULL};
+                                            "--log-every", "--device", "--gpu-mem-limit", "--step-tokens", NULL};
         int known = 0;
         for (int k = 0; takes[k]; k++) known |= !strcmp(name, takes[k]);
         if (!known) {
@@ -213,6 +218,11 @@ static int parse_args(classify_opts *o, int argc, char **argv) {
         } else if (!strcmp(name, "--max-pixels")) {
             if (parse_long(name, val, 1, (long long)1 << 40, &x)) return -1;
             o->max_pixels = x;
+        } else if (!strcmp(name, "--gpu-mem-limit")) {
+            if (parse_double(name, val, 1, 1e6, &o->gp.mem_limit_gib)) return -1;
+        } else if (!strcmp(name, "--step-tokens")) {
+            if (parse_long(name, val, 2048, 1 << 20, &x)) return -1;
+            o->gp.step_tokens = (int)x;
         }
     }
     if (resume && overwrite) {
@@ -364,6 +374,37 @@ static int default_threads(void) {
     return t < 1 ? 1 : t > 8 ? 8 : t;
 }
 
+/* what the scheduler's callback needs to append a record */
+typedef struct record_ctx {
+    llava_output *out;
+    llava_sbuf *rec;
+    llava_out_format fmt;
+    const llava_inputs *in;
+    const label_list *labels;
+    int top_k;
+    double min_conf;
+    llava_progress *prog;
+    llava_err *err;
+    int failed; /* a write failed: stop */
+} record_ctx;
+
+static void on_result(void *user, const llava_sched_result *r) {
+    record_ctx *c = user;
+    const llava_input *x = &c->in->v[(intptr_t)r->tag];
+    if (c->failed) return; /* the output is broken: the image stays for the next run */
+    llava_sbuf_clear(c->rec);
+    if (r->error)
+        llava_record_error(c->rec, c->fmt, x, r->error);
+    else
+        llava_record_result(c->rec, c->fmt, x, (const char *const *)c->labels->v, r->probs, c->labels->n, c->top_k,
+                            c->min_conf);
+    if (llava_output_write(c->out, c->rec->p, c->rec->len, c->err)) {
+        c->failed = 1;
+        return;
+    }
+    llava_progress_add(c->prog, r->error != NULL);
+}
+
 int cmd_classify(int argc, char **argv) {
     double t0 = llava_now();
     classify_opts o;
@@ -396,7 +437,8 @@ int cmd_classify(int argc, char **argv) {
     llava_gpu *gpu = NULL;
     char gpu_name[256] = "";
     llava_prefetch *pool = NULL;
-    double *probs = NULL;
+    llava_sched *sched = NULL;
+    record_ctx rcb = {0};
     llava_sbuf rec = {0};
     struct sigaction old_int, old_term;
     int have_handlers = 0;
@@ -458,40 +500,22 @@ int cmd_classify(int argc, char **argv) {
     }
 
     /* on the GPU the weights go straight from the checkpoint to the device (no fp32 host copies) */
-    int want_gpu = strcmp(o.device, "cpu") && llava_gpu_available(gpu_name, sizeof gpu_name) > 0;
-    if (!want_gpu && !strcmp(o.device, "cuda")) {
-        llava_errf(&err, "--device cuda: no CUDA device is available; use --device cpu");
-        goto fail;
-    }
+    int want_gpu = cli_want_gpu(o.device, gpu_name, sizeof gpu_name, &err);
+    if (want_gpu < 0) goto fail;
     if (llava_model_load_ex(&m, o.model, !want_gpu, &err)) {
         llava_err_prefix(&err, "cannot load the model %s", o.model);
         goto fail;
     }
+    if (want_gpu && cli_device_open(&m, &gpu, o.model, o.device, &o.gp, "llava", &err)) goto fail;
     if (llava_classifier_new(&clf, m, (const char *const *)labels.v, labels.n, o.question, o.answer, &err))
         goto fail;
-    if (want_gpu) {
-        int max_tokens = llava_classifier_max_tokens(clf, &err);
-        if (max_tokens < 0 || llava_gpu_load(&gpu, m, max_tokens, &err)) {
-            if (!strcmp(o.device, "cuda")) goto fail;
-            fprintf(stderr, "llava: warning: %s; running on the CPU\n", err.msg);
-            gpu = NULL;
-            llava_classifier_free(clf);
-            clf = NULL;
-            llava_model_free(m);
-            m = NULL;
-            if (llava_model_load_ex(&m, o.model, 1, &err)) {
-                llava_err_prefix(&err, "cannot load the model %s", o.model);
-                goto fail;
-            }
-            if (llava_classifier_new(&clf, m, (const char *const *)labels.v, labels.n, o.question, o.answer, &err))
-                goto fail;
-        }
-    }
+    rcb = (record_ctx){.out = &out, .rec = &rec, .fmt = fmt, .in = &in, .labels = &labels, .min_conf = o.min_conf,
+                       .prog = &prog, .err = &err};
+    if (llava_sched_new(&sched, m, gpu, on_result, &rcb, &err)) goto fail;
     fprintf(stderr, "llava: %d labels, model on %s, %d decode threads\n", llava_classifier_n_labels(clf),
             gpu ? gpu_name : "the CPU", o.threads ? o.threads : default_threads());
     int n_labels = llava_classifier_n_labels(clf);
-    int top_k = !o.topk ? 3 : !strcmp(o.topk, "all") ? n_labels : atoi(o.topk);
-    probs = xmalloc((size_t)n_labels * sizeof *probs);
+    rcb.top_k = !o.topk ? 3 : !strcmp(o.topk, "all") ? n_labels : atoi(o.topk);
 
     /* a signal now finishes the image in the model, then stops */
     struct sigaction sa;
@@ -510,42 +534,33 @@ int cmd_classify(int argc, char **argv) {
     if (llava_prefetch_start(&pool, &pp, &err)) goto fail;
     llava_progress_start(&prog);
     rc = 0;
-    while (!g_signal) {
+    while (!g_signal && !rcb.failed) {
         llava_prefetch_item it;
-        int r = llava_prefetch_next(pool, &it, 0.2);
+        /* while images are in the model, look for finished steps between short waits */
+        int r = llava_prefetch_next(pool, &it, llava_sched_pending(sched) ? 0.002 : 0.2);
         if (r < 0) break;
         if (r == 0) {
+            if (llava_sched_poll(sched, 0, &err) < 0) rc = 1;
             llava_progress_tick(&prog, 0);
+            if (rc) break;
             continue;
         }
-        const llava_input *x = &in.v[it.input];
-        llava_sbuf_clear(&rec);
-        int failed = it.error[0] != 0;
-        if (failed) {
-            llava_record_error(&rec, fmt, x, it.error);
-        } else {
-            llava_err ce = {{0}};
-            if (gpu && llava_classify_pixels_gpu(probs, NULL, clf, gpu, it.pixels, it.n_tiles, it.H, it.W, &ce)) {
-                /* a device failure is not the image's fault: stop, record nothing, resume later */
-                llava_prefetch_item_free(&it);
-                llava_errf(&err, "%s: %s", x->path, ce.msg);
-                rc = 1;
-                break;
-            }
-            if (!gpu && llava_classify_pixels(probs, NULL, clf, it.pixels, it.n_tiles, it.H, it.W, &ce)) {
-                failed = 1;
-                llava_record_error(&rec, fmt, x, ce.msg[0] ? ce.msg : "classification failed");
-            } else {
-                llava_record_result(&rec, fmt, x, (const char *const *)labels.v, probs, n_labels, top_k, o.min_conf);
-            }
+        if (it.error[0]) {
+            llava_sbuf_clear(&rec);
+            llava_record_error(&rec, fmt, &in.v[it.input], it.error);
+            if (llava_output_write(&out, rec.p, rec.len, &err)) rcb.failed = 1;
+            llava_progress_add(&prog, 1);
+        } else if (llava_sched_add(sched, clf, it.pixels, it.n_tiles, it.H, it.W, (void *)(intptr_t)it.input, &err)) {
+            /* a device failure is not the image's fault: stop, record nothing more, resume later */
+            llava_err_prefix(&err, "%s", in.v[it.input].path);
+            rc = 1;
         }
         llava_prefetch_item_free(&it);
-        if (llava_output_write(&out, rec.p, rec.len, &err)) {
-            rc = 1;
-            break;
-        }
-        llava_progress_add(&prog, failed);
+        if (rc) break;
     }
+    /* what is in the model is finished and recorded, also after a signal */
+    if (!rc && llava_sched_flush(sched, &err)) rc = 1;
+    if (rcb.failed) rc = 1;
     llava_prefetch_stop(pool);
     pool = NULL;
     if (llava_output_close(&out, rc ? NULL : &err)) rc = 1;
@@ -569,11 +584,11 @@ done:
         sigaction(SIGTERM, &old_term, NULL);
     }
     llava_output_close(&out, NULL);
+    llava_sched_free(sched);
     llava_gpu_free(gpu);
     llava_classifier_free(clf);
     llava_model_free(m);
     llava_sbuf_free(&rec);
-    free(probs);
     llava_idset_free(&rctx.labels);
     llava_idset_free(&done);
     free(todo);

@@ -5,6 +5,7 @@
 
 #include "backend/cpu/ops.h"
 #include "cli/args.h"
+#include "cli/device.h"
 #include "cli/commands.h"
 #include "engine/generate.h"
 #include "engine/prompt.h"
@@ -27,6 +28,8 @@ static void run_usage(FILE *f) {
             "      --seed S           sampling seed (default 0)\n"
             "      --threads N        CPU threads (default: all cores)\n"
             "      --device D         cpu | cuda | auto (default auto)\n"
+            "      --gpu-mem-limit GIB  use at most this much GPU memory (default: what is free)\n"
+            "      --step-tokens N    tokens per batched GPU step (default: what fits, at most 65536)\n"
             "      --top-logprobs K   report the K most likely tokens at each step (0..20)\n"
             "      --json             print one JSON object instead of the text\n"
             "      --dump-logits FILE write the last prompt position's logits (float32 LE, vocab_size values)\n"
@@ -75,6 +78,8 @@ int cmd_run(int argc, char **argv) {
     long threads = 0, max_pixels = 89478485;
     llava_gen_params gp;
     llava_gen_params_default(&gp);
+    llava_gpu_params gpu_params = llava_gpu_params_default();
+    llava_err aerr = {{0}};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         long n;
@@ -115,6 +120,12 @@ int cmd_run(int argc, char **argv) {
         else if (OPT("--dump-logits", 1)) dump = v;
         else if (OPT("--max-pixels", 1)) {
             if (r > 0 && arg_int(v, 1, 0x7fffffffffffffffL, &max_pixels)) goto bad;
+        } else if ((r = cli_gpu_flag(argc, argv, &i, &gpu_params, &aerr)) != 0) {
+            if (r < 0) {
+                fprintf(stderr, "llava run: %s\n", aerr.msg);
+                return 2;
+            }
+            continue;
         } else {
             fprintf(stderr, "llava run: unknown option %s (see llava run --help)\n", argv[i]);
             return 2;
@@ -186,14 +197,12 @@ int cmd_run(int argc, char **argv) {
         for (int i = 0; i < n_images; i++) n_feats[i] = llava_model_image_tokens(m, img[i].h, img[i].w);
         if (llava_build_prompt(&ids, &n_ids, NULL, m, raw ? raw : prompt, raw != NULL, n_images, n_feats, &err)) goto fail;
         t0 = llava_now();
-        if (llava_gpu_load(&gpu, m, n_ids + gp.max_tokens + 8, &err)) {
-            if (!strcmp(device, "cuda")) goto fail;
-            fprintf(stderr, "llava run: warning: %s; running on the CPU\n", err.msg);
+        gpu_params.kv_tokens = n_ids + gp.max_tokens + 8;
+        if (cli_device_open(&m, &gpu, model_dir, device, &gpu_params, "llava run", &err)) goto fail;
+        if (!gpu) {
             use_gpu = 0;
             free(ids);
             ids = NULL;
-            llava_model_free(m);
-            if (llava_model_load_ex(&m, model_dir, 1, &err)) goto fail;
         }
         t_gpu_load = llava_now() - t0;
     }

@@ -16,6 +16,7 @@
 #include "backend/cpu/ops.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/device.h"
 #include "model/gpu.h"
 #include "model/llava.h"
 #include "server/fetch.h"
@@ -32,6 +33,8 @@ static void serve_usage(FILE *f) {
             "      --host H                 address to bind (default 127.0.0.1)\n"
             "      --port P                 TCP port (default 8000, or 8080 when SM_* variables say SageMaker; 0 = any)\n"
             "      --device D               cpu | cuda | auto (default auto)\n"
+            "      --gpu-mem-limit GIB      use at most this much GPU memory (default: what is free)\n"
+            "      --step-tokens N          tokens per batched GPU step (default: what fits, at most 65536)\n"
             "      --api-key K              require Authorization: Bearer K (default: $LLAVA_API_KEY, else none)\n"
             "      --served-model-name NAME the model id clients send and /v1/models lists (default: the folder name)\n"
             "      --max-body-bytes N       larger request bodies get 413 (default 33554432)\n"
@@ -57,6 +60,8 @@ int cmd_serve(int argc, char **argv) {
     long remote_max_bytes = 20L << 20, remote_timeout = 5;
     long port = -1, max_body = 32L << 20, max_images = 8, max_pixels = 89478485, max_queue = 256,
          max_tokens_default = 256, max_model_len = 0, threads = 0, shutdown_timeout = 25;
+    llava_gpu_params gpu_params = llava_gpu_params_default();
+    llava_err aerr = {{0}};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
@@ -76,6 +81,13 @@ int cmd_serve(int argc, char **argv) {
         else if (OPT("--allowed-local-media", 1)) media = v;
         else if (OPT("--allow-remote-images", 0)) allow_remote = 1;
         else if (OPT("--allow-private-remote-images", 0)) allow_remote = allow_private = 1;
+        else if ((r = cli_gpu_flag(argc, argv, &i, &gpu_params, &aerr)) != 0) {
+            if (r < 0) {
+                fprintf(stderr, "llava serve: %s\n", aerr.msg);
+                return 2;
+            }
+            continue;
+        }
         INTOPT("--port", 0, 65535, port)
         INTOPT("--max-body-bytes", 1024, 1L << 40, max_body)
         INTOPT("--max-images", 0, 1024, max_images)
@@ -175,14 +187,10 @@ int cmd_serve(int argc, char **argv) {
     int ctx = m->cfg.text.max_pos > 0 ? m->cfg.text.max_pos : 4096;
     if (use_gpu && ctx > 8192) ctx = 8192;
     if (max_model_len) ctx = (int)max_model_len;
-    if (use_gpu && llava_gpu_load(&gpu, m, ctx + 8, &err)) {
-        if (!strcmp(device, "cuda")) goto done;
-        fprintf(stderr, "llava serve: warning: %s; serving on the CPU\n", err.msg);
-        use_gpu = 0;
-        gpu = NULL;
-        llava_model_free(m);
-        m = NULL;
-        if (llava_model_load_ex(&m, model_dir, 1, &err)) goto done;
+    if (use_gpu) {
+        gpu_params.kv_tokens = ctx + 8;
+        if (cli_device_open(&m, &gpu, model_dir, device, &gpu_params, "llava serve", &err)) goto done;
+        use_gpu = gpu != NULL;
     }
     if (llava_engine_start(&eng, m, gpu, (int)max_queue, &err)) goto done;
     llava_server_params sp = {

@@ -172,10 +172,10 @@ const int *llava_classifier_continuation(const llava_classifier *c, int i, int *
     return c->cont[i];
 }
 
-/* probs/scores from the log-probabilities after the prompt (lsm0, V) and after every trie node
- * (tree_lp, (n_nodes, V)). */
-static void score_labels(double *probs, double *scores, const llava_classifier *c, const double *lsm0,
-                         const float *tree_lp) {
+/* probs and scores (may be NULL) from the per-label sums of node log-probabilities; lp(j) gives
+ * log p(tok[j] | prompt, ancestors of j). */
+static void score_paths(double *probs, double *scores, const llava_classifier *c, const double *lsm0,
+                        const float *tree_lp, const float *node_lp) {
     const int V = c->m->cfg.text.vocab;
     double *sc = scores ? scores : xmalloc(sizeof(double) * (size_t)c->n_labels);
     double mx = -INFINITY;
@@ -184,7 +184,8 @@ static void score_labels(double *probs, double *scores, const llava_classifier *
         for (int k = 0; k < c->n_cont[i]; k++) {
             int nd = c->path[i][k];
             int p = c->par[nd];
-            s += p < 0 ? lsm0[c->tok[nd]] : (double)tree_lp[(size_t)p * V + c->tok[nd]];
+            if (node_lp) s += (double)node_lp[nd];
+            else s += p < 0 ? lsm0[c->tok[nd]] : (double)tree_lp[(size_t)p * V + c->tok[nd]];
         }
         sc[i] = s;
         if (s > mx) mx = s;
@@ -195,6 +196,24 @@ static void score_labels(double *probs, double *scores, const llava_classifier *
     if (sc != scores) free(sc);
 }
 
+/* from the log-softmax after the prompt (lsm0, V) and after every trie node (tree_lp, (n_nodes, V)) */
+static void score_labels(double *probs, double *scores, const llava_classifier *c, const double *lsm0,
+                         const float *tree_lp) {
+    score_paths(probs, scores, c, lsm0, tree_lp, NULL);
+}
+
+void llava_classifier_score_nodes(const llava_classifier *c, const float *node_lp, double *probs, double *scores) {
+    score_paths(probs, scores, c, NULL, NULL, node_lp);
+}
+
+int llava_classifier_prompt_tokens(const llava_classifier *c, int n_feats) { return c->n_prompt - 1 + n_feats; }
+
+int llava_classifier_trie(const llava_classifier *c, const int **tok, const int **par) {
+    *tok = c->tok;
+    *par = c->par;
+    return c->n_nodes;
+}
+
 /* in place: each row of x (rows, V) becomes its log-softmax (computed in double) */
 static void log_softmax_rows(float *x, int rows, int V, double *tmp) {
     for (int r = 0; r < rows; r++) {
@@ -203,10 +222,8 @@ static void log_softmax_rows(float *x, int rows, int V, double *tmp) {
     }
 }
 
-/* prompt ids with the image token expanded to n_feats copies; malloc'd */
-static int expanded_prompt(int **ids, int *n_ids, const llava_classifier *c, int n_feats, llava_err *err) {
-    return llava_expand_image_tokens(ids, n_ids, c->prompt_ids, c->n_prompt, c->m->cfg.image_token_index, 1, &n_feats,
-                                     err);
+int llava_classifier_prompt_ids(const llava_classifier *c, int n_feats, int **ids, int *n, llava_err *err) {
+    return llava_expand_image_tokens(ids, n, c->prompt_ids, c->n_prompt, c->m->cfg.image_token_index, 1, &n_feats, err);
 }
 
 /* Device tokens one classification can need: the prompt text, the largest anyres feature count
@@ -230,7 +247,7 @@ int llava_classify_pixels(double *probs, double *scores, const llava_classifier 
     int n_feats = 0, *ids = NULL, n_ids = 0, rc = -1;
     mistral_cache cache = {0};
     if (llava_image_features(&feats, &n_feats, m, pixels, n_tiles, H, W, err)) goto done;
-    if (expanded_prompt(&ids, &n_ids, c, n_feats, err)) goto done;
+    if (llava_classifier_prompt_ids(c, n_feats, &ids, &n_ids, err)) goto done;
     if (mistral_cache_init(&cache, &m->cfg.text, n_ids + c->n_nodes, err)) goto done;
     x = llava_try_malloc(sizeof(float) * (size_t)(n_ids > c->n_nodes ? n_ids : c->n_nodes) * Ht, "embeddings", err);
     logits = x ? llava_try_malloc(sizeof(float) * (size_t)V, "logits", err) : NULL;
@@ -255,22 +272,20 @@ done:
 
 int llava_classify_pixels_gpu(double *probs, double *scores, const llava_classifier *c, llava_gpu *gpu,
                               const float *pixels, int n_tiles, int H, int W, llava_err *err) {
-    const int V = c->m->cfg.text.vocab;
-    int n_feats = 0, *ids = NULL, n_ids = 0, rc = -1;
-    float *logits = llava_try_malloc(sizeof(float) * (size_t)V, "logits", err);
-    float *tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)c->n_nodes * V, "label logits", err) : NULL;
-    double *lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V, "log-softmax", err) : NULL;
-    if (!lsm) goto done;
-    if (llava_gpu_encode_image(gpu, pixels, n_tiles, H, W, &n_feats, err)) goto done;
-    if (expanded_prompt(&ids, &n_ids, c, n_feats, err)) goto done;
-    if (llava_gpu_prefill(gpu, ids, n_ids, logits, err)) goto done;
-    /* the device returns the trie rows already log-softmaxed */
-    if (llava_gpu_tree(gpu, c->tok, c->par, c->n_nodes, tree_logits, err)) goto done;
-    cpu_log_softmax(lsm, logits, V);
-    score_labels(probs, scores, c, lsm, tree_logits);
+    int *ids = NULL, n_ids = 0, rc = -1;
+    llava_gpu_step *st = NULL;
+    if (llava_classifier_prompt_ids(c, llava_model_image_tokens(c->m, H, W), &ids, &n_ids, err) ||
+        llava_gpu_step_new(&st, gpu, err))
+        goto done;
+    int added = llava_gpu_step_add(st, pixels, n_tiles, H, W, ids, n_ids, c->tok, c->par, c->n_nodes, err);
+    if (added == 1) llava_errf(err, "one image does not fit an empty step");
+    if (added || llava_gpu_step_launch(st, err)) goto done;
+    llava_gpu_step_wait(st);
+    llava_classifier_score_nodes(c, llava_gpu_step_result(st, 0), probs, scores);
     rc = 0;
 done:
-    free(logits), free(tree_logits), free(lsm), free(ids);
+    llava_gpu_step_free(st);
+    free(ids);
     return rc;
 }
 

@@ -48,6 +48,16 @@ const char *llava_classifier_prompt(const llava_classifier *c);            /* th
 /* continuation token ids of label i (EOS included) */
 const int *llava_classifier_continuation(const llava_classifier *c, int i, int *n);
 int llava_classifier_trie_size(const llava_classifier *c);
+/* The prompt's token ids with its image token expanded to n_feats copies (malloc'd). */
+int llava_classifier_prompt_ids(const llava_classifier *c, int n_feats, int **ids, int *n, llava_err *err);
+/* length of that prompt */
+int llava_classifier_prompt_tokens(const llava_classifier *c, int n_feats);
+/* The label trie (borrowed): node j has token tok[j] and parent par[j] (-1: right after the prompt,
+ * parents precede children); returns the node count. */
+int llava_classifier_trie(const llava_classifier *c, const int **tok, const int **par);
+/* probs[n_labels] and scores[n_labels] (may be NULL) from node_lp[j] = log p(tok[j] | prompt,
+ * ancestors of j), j over the trie's nodes. */
+void llava_classifier_score_nodes(const llava_classifier *c, const float *node_lp, double *probs, double *scores);
 /* Tokens a device must reserve for one classification with this label set (prompt, largest image,
  * label trie); -1 on error. */
 int llava_classifier_max_tokens(const llava_classifier *c, llava_err *err);
@@ -60,7 +70,8 @@ int llava_classify(double *probs, double *scores, const llava_classifier *c, con
 int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,
                           int H, int W, llava_err *err);
 
-/* The same on a CUDA device (gpu from llava_gpu_load; one request at a time per gpu). */
+/* The same on a CUDA device, as a one-image batched step (gpu from llava_gpu_load; one thread per
+ * gpu). Throughput work goes through the scheduler (engine/scheduler.h) instead. */
 int llava_classify_pixels_gpu(double *probs, double *scores, const llava_classifier *c, llava_gpu *gpu,
                               const float *pixels, int n_tiles, int H, int W, llava_err *err);
 

@@ -87,19 +87,10 @@ int clip_forward(float *out, const clip_model *m, const float *pixels, int n_til
     float *k = q + ntok * D, *v = k + ntok * D;
     /* embeddings: im2col + GEMM for the patch conv (stride = kernel = P), CLS first, + positions */
     for (int t = 0; t < n_tiles; t++) {
-        const float *px = pixels + (size_t)t * 3 * S * S;
-#pragma omp parallel for schedule(static)
-        for (int p = 0; p < G * G; p++) {
-            int py = p / G, pxx = p % G;
-            float *c = cols + (size_t)p * K;
-            for (int ch = 0; ch < 3; ch++)
-                for (int ky = 0; ky < P; ky++)
-                    memcpy(c + (ch * P + ky) * P, px + ((size_t)ch * S + py * P + ky) * S + pxx * P, sizeof(float) * P);
-        }
         float *ht = h + (size_t)t * NP * D;
+        cpu_patchify(cols, pixels + (size_t)t * 3 * S * S, 1, S, P);
         cpu_linear(ht + D, cols, m->patch_w, NULL, G * G, K, D);
-        memcpy(ht, m->class_emb, sizeof(float) * D);
-        for (int i = 0; i < NP * D; i++) ht[i] += m->pos_emb[i];
+        cpu_clip_embed(ht, ht + D, m->class_emb, m->pos_emb, 1, G * G, D);
     }
     cpu_layernorm(h, h, m->pre_ln_w, m->pre_ln_b, (int)ntok, D, m->cfg.eps);
     float *x = out; /* residual stream lives in out */

@@ -1,17 +1,26 @@
-/* gpu.c — the LLaVA-NeXT blocks on a CUDA device (see gpu.h), composed from backend/cuda ops.
+/* gpu.c — the LLaVA-NeXT blocks on a CUDA device (see gpu.h), composed from backend/cuda ops:
+ * loading (weights straight from the mmapped checkpoint, buffers sized from free memory), the
+ * vision tower and decoder blocks, and the one-request path (encode / prefill / decode / tree).
+ * The batched step lives in gpu_step.c.
  *
- * Weights come from the CPU model's fp32 copies and are stored as bf16 on the device; activations
- * are bf16, norms/softmax fp32 inside the kernels, logits fp32. Buffers are reserved at load for
- * max_tokens prompt tokens, so a request allocates nothing on the device.
+ * Weights are bf16 on the device (BF16 tensors uploaded as they are in the file, F32/F16
+ * converted); activations bf16, norms/softmax fp32 inside the kernels, the decoder's residual
+ * stream fp32 (closer to the fp32 reference), logits fp32.
  */
 #include "model/gpu.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "model/gpu_impl.h"
 #include "model/pack.h"
 #include "model/weights.h"
 #include "util/mem.h"
+
+llava_gpu_params llava_gpu_params_default(void) {
+    llava_gpu_params p = {0, 0, 0};
+    return p;
+}
 
 #ifndef LLAVA_CUDA
 
@@ -19,11 +28,13 @@ int llava_gpu_available(char *name, size_t name_len) {
     if (name && name_len) name[0] = 0;
     return 0;
 }
-int llava_gpu_load(llava_gpu **out, const llava_model *m, int max_tokens, llava_err *err) {
+int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params *p, llava_err *err) {
     *out = NULL;
     return llava_errf(err, "this build of llava has no CUDA backend (nvcc was not found at build time); use --device cpu");
 }
 void llava_gpu_free(llava_gpu *g) { (void)g; }
+const llava_gpu_info *llava_gpu_get_info(const llava_gpu *g) { return NULL; }
+double llava_gpu_mem_used_gib(void) { return 0; }
 int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H, int W, int *n_feats, llava_err *err) {
     return llava_errf(err, "no CUDA backend");
 }
@@ -37,42 +48,6 @@ int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float
 int llava_gpu_vision_hidden(llava_gpu *g, float *out, llava_err *err) { return llava_errf(err, "no CUDA backend"); }
 
 #else
-
-#include "backend/cuda/cuda_ops.h"
-
-typedef struct {
-    bf16 *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b, *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} gclip_layer;
-
-typedef struct {
-    bf16 *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *w_gu /* (2I, H): gate rows then up rows */, *w_down;
-} gdec_layer;
-
-struct llava_gpu {
-    const llava_model *m;
-    cuda_ctx *c;
-    int max_tokens, max_tiles;
-    /* weights */
-    bf16 *patch_w, *class_emb, *pos_emb, *pre_ln_w, *pre_ln_b;
-    gclip_layer *cl;
-    bf16 *p_w1, *p_b1, *p_w2, *p_b2, *newline;
-    bf16 *embed, *norm, *lm_head;
-    gdec_layer *dl;
-    /* vision buffers (max_tiles tiles) */
-    bf16 *v_cols, *v_x, *v_h, *v_q, *v_k, *v_v, *v_mlp, *v_tmp;
-    int *v_ids;          /* device: scratch index lists */
-    int *v_qs;           /* device: tile starts for attention */
-    bf16 *feats;         /* packed image features (max_tokens, Ht) */
-    int n_feats, last_tiles;
-    /* decoder buffers (max_tokens tokens) */
-    bf16 *x, *h, *q, *att, *gu, *act; /* x: bf16 staging of embeddings + image features */
-    float *xf;           /* the residual stream in fp32 (max_tokens, H) */
-    bf16 *kc, *vc;       /* (layers, max_tokens, KD) */
-    float *logits;       /* (max_tree, V) */
-    int max_tree;
-    int *d_ids, *d_pos, *d_idx, *d_starts, *d_parent;
-    int len;             /* tokens in the KV cache */
-};
 
 /* Uploads tensor t as bf16 into *dst + offset elements, allocating *dst with alloc_elems elements
  * when it is NULL. BF16 tensors go up as they are in the mmapped file; F32/F16 are converted. */
@@ -98,20 +73,26 @@ static int upload_tensor(llava_gpu *g, bf16 **dst, size_t alloc_elems, size_t of
 
 #define VT "model.vision_tower.vision_model."
 #define LM "model.language_model."
-#define ALLOC(dst, bytes)                                                    \
-    do {                                                                     \
-        if (!((dst) = cuda_malloc((size_t)(bytes), #dst, err))) goto fail;   \
-    } while (0)
+#define GIB (1024.0 * 1024.0 * 1024.0)
 
 int llava_gpu_available(char *name, size_t name_len) { return cuda_device_count(name, name_len); }
+
+const llava_gpu_info *llava_gpu_get_info(const llava_gpu *g) { return &g->info; }
+
+double llava_gpu_mem_used_gib(void) {
+    size_t f = 0, t = 0;
+    cuda_mem_info(&f, &t);
+    return (double)(t - f) / GIB;
+}
 
 void llava_gpu_free(llava_gpu *g) {
     if (!g) return;
     const llava_config *c = &g->m->cfg;
     void *ptrs[] = {g->patch_w, g->class_emb, g->pos_emb, g->pre_ln_w, g->pre_ln_b, g->p_w1, g->p_b1, g->p_w2, g->p_b2,
-                    g->newline, g->embed, g->norm, g->lm_head == g->embed ? NULL : g->lm_head, g->v_cols, g->v_x, g->v_h,
-                    g->v_q, g->v_k, g->v_v, g->v_mlp, g->v_tmp, g->v_ids, g->v_qs, g->feats, g->x, g->h, g->q, g->att,
-                    g->gu, g->act, g->xf, g->kc, g->vc, g->logits, g->d_ids, g->d_pos, g->d_idx, g->d_starts, g->d_parent};
+                    g->newline, g->embed, g->norm, g->lm_head == g->embed ? NULL : g->lm_head, g->v_pix, g->v_cols,
+                    g->v_x, g->v_h, g->v_q, g->v_k, g->v_v, g->v_mlp, g->v_tmp, g->v_qs, g->v_drop_cls, g->v_ids,
+                    g->feats, g->x, g->xf, g->h, g->q, g->att, g->kvt, g->gu, g->act, g->kc, g->vc, g->logits, g->d_ids,
+                    g->d_pos, g->d_idx, g->d_parent, g->d_starts, g->d_step, g->d_out};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cuda_free(ptrs[i]);
     if (g->cl)
@@ -132,15 +113,161 @@ void llava_gpu_free(llava_gpu *g) {
     free(g);
 }
 
-int llava_gpu_load(llava_gpu **out, const llava_model *m, int max_tokens, llava_err *err) {
-    *out = NULL;
-    if (cuda_device_count(NULL, 0) <= 0) return llava_errf(err, "no CUDA device is available");
-    llava_gpu *g = xcalloc(1, sizeof *g);
-    g->m = m;
-    g->max_tokens = max_tokens;
+static int upload_weights(llava_gpu *g, llava_err *err) {
+    const llava_model *m = g->m;
     const llava_config *c = &m->cfg;
     const clip_model *cm = &m->clip;
     const int Dv = c->vision.hidden, Iv = c->vision.intermediate, P = c->vision.patch, NP = cm->n_pos;
+    const int Ht = c->text.hidden, I = c->text.intermediate, V = c->text.vocab, hd = c->text.head_dim;
+    const int QD = c->text.heads * hd, KD = c->text.kv_heads * hd, L = c->text.layers;
+    const llava_tensor *t;
+#define W(dst, d0, d1, d2, d3, ...) \
+    if (UPT(dst, 0, 0, d0, d1, d2, d3, __VA_ARGS__)) return -1
+    W(g->patch_w, Dv, 3, P, P, VT "embeddings.patch_embedding.weight");
+    W(g->class_emb, Dv, 0, 0, 0, VT "embeddings.class_embedding");
+    W(g->pos_emb, NP, Dv, 0, 0, VT "embeddings.position_embedding.weight");
+    W(g->pre_ln_w, Dv, 0, 0, 0, VT "pre_layrnorm.weight");
+    W(g->pre_ln_b, Dv, 0, 0, 0, VT "pre_layrnorm.bias");
+    g->cl = xcalloc((size_t)(cm->n_run ? cm->n_run : 1), sizeof(gclip_layer));
+    for (int l = 0; l < cm->n_run; l++) {
+        gclip_layer *d = &g->cl[l];
+        W(d->ln1_w, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm1.weight", l);
+        W(d->ln1_b, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm1.bias", l);
+        W(d->q_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.weight", l);
+        W(d->q_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.bias", l);
+        W(d->k_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.weight", l);
+        W(d->k_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.bias", l);
+        W(d->v_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.weight", l);
+        W(d->v_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.bias", l);
+        W(d->o_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.out_proj.weight", l);
+        W(d->o_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.out_proj.bias", l);
+        W(d->ln2_w, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm2.weight", l);
+        W(d->ln2_b, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm2.bias", l);
+        W(d->fc1_w, Iv, Dv, 0, 0, VT "encoder.layers.%d.mlp.fc1.weight", l);
+        W(d->fc1_b, Iv, 0, 0, 0, VT "encoder.layers.%d.mlp.fc1.bias", l);
+        W(d->fc2_w, Dv, Iv, 0, 0, VT "encoder.layers.%d.mlp.fc2.weight", l);
+        W(d->fc2_b, Dv, 0, 0, 0, VT "encoder.layers.%d.mlp.fc2.bias", l);
+    }
+    W(g->p_w1, Ht, Dv, 0, 0, "model.multi_modal_projector.linear_1.weight");
+    W(g->p_w2, Ht, Ht, 0, 0, "model.multi_modal_projector.linear_2.weight");
+    if (c->proj_bias) {
+        W(g->p_b1, Ht, 0, 0, 0, "model.multi_modal_projector.linear_1.bias");
+        W(g->p_b2, Ht, 0, 0, 0, "model.multi_modal_projector.linear_2.bias");
+    }
+    W(g->newline, Ht, 0, 0, 0, "model.image_newline");
+    W(g->embed, V, Ht, 0, 0, LM "embed_tokens.weight");
+    W(g->norm, Ht, 0, 0, 0, LM "norm.weight");
+    if (c->text.tie_embeddings && !llava_weight_find(m->st, "lm_head.weight")) g->lm_head = g->embed;
+    else W(g->lm_head, V, Ht, 0, 0, "lm_head.weight");
+    g->dl = xcalloc((size_t)L, sizeof(gdec_layer));
+    for (int l = 0; l < L; l++) {
+        gdec_layer *d = &g->dl[l];
+        W(d->attn_norm, Ht, 0, 0, 0, LM "layers.%d.input_layernorm.weight", l);
+        W(d->wq, QD, Ht, 0, 0, LM "layers.%d.self_attn.q_proj.weight", l);
+        if (UPT(d->w_kv, (size_t)2 * KD * Ht, 0, KD, Ht, 0, 0, LM "layers.%d.self_attn.k_proj.weight", l) ||
+            UPT(d->w_kv, (size_t)2 * KD * Ht, (size_t)KD * Ht, KD, Ht, 0, 0, LM "layers.%d.self_attn.v_proj.weight", l))
+            return -1;
+        W(d->wo, Ht, QD, 0, 0, LM "layers.%d.self_attn.o_proj.weight", l);
+        W(d->mlp_norm, Ht, 0, 0, 0, LM "layers.%d.post_attention_layernorm.weight", l);
+        if (UPT(d->w_gu, (size_t)2 * I * Ht, 0, I, Ht, 0, 0, LM "layers.%d.mlp.gate_proj.weight", l) ||
+            UPT(d->w_gu, (size_t)2 * I * Ht, (size_t)I * Ht, I, Ht, 0, 0, LM "layers.%d.mlp.up_proj.weight", l))
+            return -1;
+        W(d->w_down, Ht, I, 0, 0, LM "layers.%d.mlp.down_proj.weight", l);
+    }
+#undef W
+    cuda_sync(g->c);
+    return 0;
+}
+
+size_t gpu_step_ints(int A, int S) { return (size_t)8 * A + 3 * (size_t)S + 16; }
+
+/* bytes of the decoder buffers per step token, and of the KV cache per position */
+static size_t step_token_bytes(const llava_config *c) {
+    const size_t Ht = c->text.hidden, I = c->text.intermediate, QD = (size_t)c->text.heads * c->text.head_dim,
+                 KD = (size_t)c->text.kv_heads * c->text.head_dim;
+    return sizeof(bf16) * (Ht /* x */ + Ht /* h */ + QD /* q */ + QD /* att */ + 2 * KD + 2 * I + I + Ht /* feats */) +
+           sizeof(float) * Ht /* xf */ + sizeof(int) * (8 + 4) + sizeof(float);
+}
+static size_t kv_token_bytes(const llava_config *c) {
+    return sizeof(bf16) * 2 * (size_t)c->text.layers * c->text.kv_heads * c->text.head_dim;
+}
+static size_t vision_bytes(const llava_model *m, int tiles) {
+    const llava_config *c = &m->cfg;
+    const size_t Dv = c->vision.hidden, Iv = c->vision.intermediate, Ht = c->text.hidden, S = c->vision.image_size,
+                 P = c->vision.patch, NP = m->clip.n_pos, GG = NP - 1;
+    const size_t vt = (size_t)tiles * NP;
+    return sizeof(float) * tiles * 3 * S * S + sizeof(bf16) * (tiles * GG * 3 * P * P + 5 * vt * Dv +
+                                                                vt * (Iv > Ht ? Iv : Ht) + (vt + 1) * (Ht > Dv ? Ht : Dv)) +
+           sizeof(int) * (2 * vt + tiles + 1);
+}
+
+/* Chooses A (step tokens) and C (KV positions) from the memory left after the weights. */
+static int plan_memory(llava_gpu *g, const llava_gpu_params *p, size_t free0, size_t used_by_weights, llava_err *err) {
+    const llava_config *c = &g->m->cfg;
+    size_t fr = 0, tot = 0;
+    cuda_mem_info(&fr, &tot);
+    const double margin = 0.75 * GIB; /* cuBLASLt workspace, context growth, fragmentation */
+    double budget = (double)fr - margin;
+    if (p->mem_limit_gib > 0) {
+        /* the cap counts everything this process holds: context (tot - free0 includes other users,
+         * which we cannot tell apart; we count what we allocated plus ~0.5 GiB of CUDA context) */
+        double cap = p->mem_limit_gib * GIB - (double)used_by_weights - 0.5 * GIB - margin;
+        if (cap < budget) budget = cap;
+    }
+    (void)free0;
+    const double fixed = (double)vision_bytes(g->m, g->vis_tiles) + sizeof(float) * (double)g->max_tree * c->text.vocab;
+    budget -= fixed;
+    const double a = (double)step_token_bytes(c), kvb = (double)kv_token_bytes(c);
+    int A = p->step_tokens, C = p->kv_tokens;
+    const int A_min = 2048 > g->max_tree ? 2048 : g->max_tree;
+    if (C < 0) {
+        int ctx = c->text.max_pos > 0 ? c->text.max_pos : 32768;
+        if (A <= 0) {
+            double share = budget * 0.5 / a;
+            A = share > 65536 ? 65536 : (int)share;
+        }
+        double left = (budget - (double)A * a) / kvb;
+        C = left > ctx ? ctx : (int)left;
+        if (C < 1) C = 0;
+    } else if (A <= 0) {
+        double left = (budget - (double)C * kvb) / a;
+        A = left > 65536 ? 65536 : (int)left;
+    }
+    if (A < A_min || (p->kv_tokens != 0 && C <= 0) || (double)A * a + (double)C * kvb > budget) {
+        return llava_errf(err,
+                          "not enough GPU memory: the weights take %.1f GiB and %.1f GiB are usable%s; a step of %d "
+                          "tokens needs %.2f GiB and %d KV positions %.2f GiB (use a smaller --max-model-len / "
+                          "--step-tokens, or a larger card)",
+                          (double)used_by_weights / GIB, budget / GIB,
+                          p->mem_limit_gib > 0 ? " under --gpu-mem-limit" : "", A > 0 ? A : A_min,
+                          (double)(A > 0 ? A : A_min) * a / GIB, C, (double)C * kvb / GIB);
+    }
+    g->step_tokens = A & ~63; /* whole 64-token multiples */
+    if (g->step_tokens < A_min) g->step_tokens = A;
+    g->kv_tokens = C;
+    /* a sequence has at least one image of >= one tile: bound the sequences by the smallest image */
+    int per_seq = g->m->clip.n_pos - 1;
+    g->step_seqs = g->step_tokens / (per_seq > 64 ? per_seq : 64) + 1;
+    if (g->step_seqs > 1024) g->step_seqs = 1024;
+    return 0;
+}
+
+#define ALLOC(dst, bytes)                                                    \
+    do {                                                                     \
+        if (!((dst) = cuda_malloc((size_t)(bytes), #dst, err))) goto fail;   \
+    } while (0)
+
+int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params *params, llava_err *err) {
+    *out = NULL;
+    char name[128] = {0};
+    if (cuda_device_count(name, sizeof name) <= 0) return llava_errf(err, "no CUDA device is available");
+    llava_gpu_params dp = llava_gpu_params_default();
+    const llava_gpu_params *p = params ? params : &dp;
+    llava_gpu *g = xcalloc(1, sizeof *g);
+    g->m = m;
+    const llava_config *c = &m->cfg;
+    const clip_model *cm = &m->clip;
+    const int Dv = c->vision.hidden, P = c->vision.patch, NP = cm->n_pos, S = c->vision.image_size;
     const int Ht = c->text.hidden, I = c->text.intermediate, V = c->text.vocab, hd = c->text.head_dim;
     const int QD = c->text.heads * hd, KD = c->text.kv_heads * hd, L = c->text.layers;
     int max_tiles = 1;
@@ -149,99 +276,77 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, int max_tokens, llava_
         if (t > max_tiles) max_tiles = t;
     }
     g->max_tiles = max_tiles;
+    g->vis_tiles = 8 * max_tiles < 40 ? 40 : 8 * max_tiles;
+    if (g->vis_tiles > 64) g->vis_tiles = max_tiles > 64 ? max_tiles : 64;
     g->max_tree = 1024;
     if (cuda_ctx_new(&g->c, 0, err)) goto fail;
-    /* weights, straight from the checkpoint */
+    size_t free0 = 0, tot = 0, free1 = 0;
+    cuda_mem_info(&free0, &tot);
+    if (upload_weights(g, err)) goto fail;
+    cuda_mem_info(&free1, &tot);
+    if (plan_memory(g, p, free0, free0 - free1, err)) goto fail;
+    const size_t A = (size_t)g->step_tokens, C = (size_t)g->kv_tokens, VTl = (size_t)g->vis_tiles;
+    /* vision */
     {
-        const int I2 = 2 * I;
-        const llava_tensor *t;
-#define W(dst, d0, d1, d2, d3, ...) \
-    if (UPT(dst, 0, 0, d0, d1, d2, d3, __VA_ARGS__)) goto fail
-        W(g->patch_w, Dv, 3, P, P, VT "embeddings.patch_embedding.weight");
-        W(g->class_emb, Dv, 0, 0, 0, VT "embeddings.class_embedding");
-        W(g->pos_emb, NP, Dv, 0, 0, VT "embeddings.position_embedding.weight");
-        W(g->pre_ln_w, Dv, 0, 0, 0, VT "pre_layrnorm.weight");
-        W(g->pre_ln_b, Dv, 0, 0, 0, VT "pre_layrnorm.bias");
-        g->cl = xcalloc((size_t)(cm->n_run ? cm->n_run : 1), sizeof(gclip_layer));
-        for (int l = 0; l < cm->n_run; l++) {
-            gclip_layer *d = &g->cl[l];
-            W(d->ln1_w, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm1.weight", l);
-            W(d->ln1_b, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm1.bias", l);
-            W(d->q_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.weight", l);
-            W(d->q_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.bias", l);
-            W(d->k_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.weight", l);
-            W(d->k_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.bias", l);
-            W(d->v_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.weight", l);
-            W(d->v_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.bias", l);
-            W(d->o_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.out_proj.weight", l);
-            W(d->o_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.out_proj.bias", l);
-            W(d->ln2_w, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm2.weight", l);
-            W(d->ln2_b, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm2.bias", l);
-            W(d->fc1_w, Iv, Dv, 0, 0, VT "encoder.layers.%d.mlp.fc1.weight", l);
-            W(d->fc1_b, Iv, 0, 0, 0, VT "encoder.layers.%d.mlp.fc1.bias", l);
-            W(d->fc2_w, Dv, Iv, 0, 0, VT "encoder.layers.%d.mlp.fc2.weight", l);
-            W(d->fc2_b, Dv, 0, 0, 0, VT "encoder.layers.%d.mlp.fc2.bias", l);
-        }
-        W(g->p_w1, Ht, Dv, 0, 0, "model.multi_modal_projector.linear_1.weight");
-        W(g->p_w2, Ht, Ht, 0, 0, "model.multi_modal_projector.linear_2.weight");
-        if (c->proj_bias) {
-            W(g->p_b1, Ht, 0, 0, 0, "model.multi_modal_projector.linear_1.bias");
-            W(g->p_b2, Ht, 0, 0, 0, "model.multi_modal_projector.linear_2.bias");
-        }
-        W(g->newline, Ht, 0, 0, 0, "model.image_newline");
-        W(g->embed, V, Ht, 0, 0, LM "embed_tokens.weight");
-        W(g->norm, Ht, 0, 0, 0, LM "norm.weight");
-        if (c->text.tie_embeddings && !llava_weight_find(m->st, "lm_head.weight")) g->lm_head = g->embed;
-        else W(g->lm_head, V, Ht, 0, 0, "lm_head.weight");
-        g->dl = xcalloc((size_t)L, sizeof(gdec_layer));
-        for (int l = 0; l < L; l++) {
-            gdec_layer *d = &g->dl[l];
-            W(d->attn_norm, Ht, 0, 0, 0, LM "layers.%d.input_layernorm.weight", l);
-            W(d->wq, QD, Ht, 0, 0, LM "layers.%d.self_attn.q_proj.weight", l);
-            W(d->wk, KD, Ht, 0, 0, LM "layers.%d.self_attn.k_proj.weight", l);
-            W(d->wv, KD, Ht, 0, 0, LM "layers.%d.self_attn.v_proj.weight", l);
-            W(d->wo, Ht, QD, 0, 0, LM "layers.%d.self_attn.o_proj.weight", l);
-            W(d->mlp_norm, Ht, 0, 0, 0, LM "layers.%d.post_attention_layernorm.weight", l);
-            /* gate and up side by side: one GEMM gives [gate | up] per token */
-            if (UPT(d->w_gu, (size_t)I2 * Ht, 0, I, Ht, 0, 0, LM "layers.%d.mlp.gate_proj.weight", l) ||
-                UPT(d->w_gu, (size_t)I2 * Ht, (size_t)I * Ht, I, Ht, 0, 0, LM "layers.%d.mlp.up_proj.weight", l))
-                goto fail;
-            W(d->w_down, Ht, I, 0, 0, LM "layers.%d.mlp.down_proj.weight", l);
-        }
-#undef W
-        cuda_sync(g->c);
+        const size_t vt = VTl * NP, K = (size_t)3 * P * P;
+        ALLOC(g->v_pix, sizeof(float) * VTl * 3 * S * S);
+        ALLOC(g->v_cols, sizeof(bf16) * VTl * (NP - 1) * K);
+        ALLOC(g->v_x, sizeof(bf16) * vt * Dv);
+        ALLOC(g->v_h, sizeof(bf16) * vt * Dv);
+        ALLOC(g->v_q, sizeof(bf16) * vt * Dv);
+        ALLOC(g->v_k, sizeof(bf16) * vt * Dv);
+        ALLOC(g->v_v, sizeof(bf16) * vt * Dv);
+        ALLOC(g->v_mlp, sizeof(bf16) * vt * (c->vision.intermediate > Ht ? c->vision.intermediate : Ht));
+        ALLOC(g->v_tmp, sizeof(bf16) * (vt + 1) * (Ht > Dv ? Ht : Dv));
+        ALLOC(g->v_qs, sizeof(int) * (VTl + 1));
+        ALLOC(g->v_drop_cls, sizeof(int) * VTl * (NP - 1));
+        int *idx = xmalloc(sizeof(int) * VTl * NP);
+        for (size_t t = 0; t <= VTl; t++) idx[t] = (int)(t * NP);
+        cuda_upload(g->c, g->v_qs, idx, sizeof(int) * (VTl + 1));
+        for (size_t t = 0, k = 0; t < VTl; t++)
+            for (int q = 0; q < NP - 1; q++) idx[k++] = (int)(t * NP + 1 + q);
+        cuda_upload(g->c, g->v_drop_cls, idx, sizeof(int) * VTl * (NP - 1));
+        free(idx);
+        size_t ni = A > vt ? A : vt;
+        ALLOC(g->v_ids, sizeof(int) * ni);
     }
-    /* buffers */
-    const size_t vt = (size_t)max_tiles * NP;
-    const int K = 3 * P * P;
-    ALLOC(g->v_cols, sizeof(bf16) * (size_t)max_tiles * (NP - 1) * K);
-    ALLOC(g->v_x, sizeof(bf16) * vt * Dv);
-    ALLOC(g->v_h, sizeof(bf16) * vt * Dv);
-    ALLOC(g->v_q, sizeof(bf16) * vt * Dv);
-    ALLOC(g->v_k, sizeof(bf16) * vt * Dv);
-    ALLOC(g->v_v, sizeof(bf16) * vt * Dv);
-    ALLOC(g->v_mlp, sizeof(bf16) * vt * (Iv > Ht ? Iv : Ht));
-    ALLOC(g->v_tmp, sizeof(bf16) * (vt + 1) * (Ht > Dv ? Ht : Dv));
-    ALLOC(g->v_ids, sizeof(int) * (vt + (size_t)max_tokens + 1));
-    ALLOC(g->v_qs, sizeof(int) * (size_t)(max_tiles + 1));
-    ALLOC(g->feats, sizeof(bf16) * (size_t)max_tokens * Ht);
-    const size_t nt = (size_t)max_tokens;
-    size_t big = (size_t)(2 * I > QD ? 2 * I : QD);
-    ALLOC(g->x, sizeof(bf16) * nt * Ht);
-    ALLOC(g->xf, sizeof(float) * nt * Ht);
-    ALLOC(g->h, sizeof(bf16) * nt * Ht);
-    ALLOC(g->q, sizeof(bf16) * nt * QD);
-    ALLOC(g->att, sizeof(bf16) * nt * QD);
-    ALLOC(g->gu, sizeof(bf16) * nt * big);
-    ALLOC(g->act, sizeof(bf16) * nt * I);
-    ALLOC(g->kc, sizeof(bf16) * (size_t)L * nt * KD);
-    ALLOC(g->vc, sizeof(bf16) * (size_t)L * nt * KD);
+    /* decoder */
+    ALLOC(g->feats, sizeof(bf16) * A * Ht);
+    ALLOC(g->x, sizeof(bf16) * A * Ht);
+    ALLOC(g->xf, sizeof(float) * A * Ht);
+    ALLOC(g->h, sizeof(bf16) * A * Ht);
+    ALLOC(g->q, sizeof(bf16) * A * QD);
+    ALLOC(g->att, sizeof(bf16) * A * QD);
+    ALLOC(g->kvt, sizeof(bf16) * A * 2 * KD);
+    ALLOC(g->gu, sizeof(bf16) * A * 2 * I);
+    ALLOC(g->act, sizeof(bf16) * A * I);
+    if (C) {
+        ALLOC(g->kc, sizeof(bf16) * (size_t)L * C * KD);
+        ALLOC(g->vc, sizeof(bf16) * (size_t)L * C * KD);
+    }
     ALLOC(g->logits, sizeof(float) * (size_t)g->max_tree * V);
-    ALLOC(g->d_ids, sizeof(int) * nt);
-    ALLOC(g->d_pos, sizeof(int) * nt);
-    ALLOC(g->d_idx, sizeof(int) * nt);
+    {
+        size_t ni = A > (size_t)g->max_tree ? A : (size_t)g->max_tree;
+        ALLOC(g->d_ids, sizeof(int) * ni);
+        ALLOC(g->d_pos, sizeof(int) * ni);
+        ALLOC(g->d_idx, sizeof(int) * ni);
+        ALLOC(g->d_parent, sizeof(int) * ni);
+    }
     ALLOC(g->d_starts, sizeof(int) * 4);
-    ALLOC(g->d_parent, sizeof(int) * nt);
+    ALLOC(g->d_step, sizeof(int) * gpu_step_ints((int)A, g->step_seqs));
+    ALLOC(g->d_out, sizeof(float) * A);
+    cuda_sync(g->c);
+    {
+        size_t free2 = 0;
+        cuda_mem_info(&free2, &tot);
+        g->info.kv_tokens = g->kv_tokens;
+        g->info.step_tokens = g->step_tokens;
+        g->info.step_seqs = g->step_seqs;
+        g->info.vision_tiles = g->vis_tiles;
+        g->info.weights_gib = (double)(free0 - free1) / GIB;
+        g->info.buffers_gib = (double)(free1 - free2) / GIB;
+        snprintf(g->info.device, sizeof g->info.device, "%s", name);
+    }
     *out = g;
     return 0;
 fail:
@@ -257,49 +362,16 @@ static void vis_act(llava_gpu *g, bf16 *x, size_t n, int act) {
     }
 }
 
-/* runs the tower; leaves the selected hidden state in g->v_x (n_tiles*NP, Dv) */
-static int vision_forward(llava_gpu *g, const float *pixels, int n_tiles, llava_err *err) {
-    const llava_model *m = g->m;
-    const clip_model *cm = &m->clip;
+/* the tower up to the selected layer: hidden state left in g->v_x (n_tiles*NP, Dv) */
+static void vision_tower(llava_gpu *g, int n_tiles) {
+    const clip_model *cm = &g->m->clip;
     const int Dv = cm->cfg.hidden, Iv = cm->cfg.intermediate, P = cm->cfg.patch, S = cm->cfg.image_size, G = cm->grid;
     const int NP = cm->n_pos, K = 3 * P * P;
-    if (n_tiles > g->max_tiles) return llava_errf(err, "%d tiles exceed the reserved %d", n_tiles, g->max_tiles);
     const size_t ntok = (size_t)n_tiles * NP;
-    /* im2col on the host (cheap next to the tower), uploaded as bf16 */
-    float *cols = llava_try_malloc(sizeof(float) * (size_t)n_tiles * G * G * K, "patches", err);
-    if (!cols) return -1;
-    for (int t = 0; t < n_tiles; t++)
-        for (int p = 0; p < G * G; p++) {
-            int py = p / G, px = p % G;
-            float *c = cols + ((size_t)t * G * G + p) * K;
-            for (int ch = 0; ch < 3; ch++)
-                for (int ky = 0; ky < P; ky++)
-                    memcpy(c + (ch * P + ky) * P, pixels + (((size_t)t * 3 + ch) * S + py * P + ky) * S + px * P,
-                           sizeof(float) * P);
-        }
-    int rc = cuda_upload_f32_as_bf16(g->c, g->v_cols, cols, (size_t)n_tiles * G * G * K, err);
-    free(cols);
-    if (rc) return -1;
-    /* patches → v_h (n_tiles*G*G, Dv); then x = [cls | patches] + positions */
+    CHECK(n_tiles >= 1 && n_tiles <= g->vis_tiles);
+    cuda_patchify(g->c, g->v_cols, g->v_pix, n_tiles, S, P);
     cuda_linear(g->c, g->v_h, g->v_cols, g->patch_w, NULL, n_tiles * G * G, K, Dv);
-    int *idx = xmalloc(sizeof(int) * ntok);
-    for (int t = 0, k = 0; t < n_tiles; t++)
-        for (int p = 0; p < G * G; p++) idx[k++] = t * NP + 1 + p;
-    cuda_upload(g->c, g->v_ids, idx, sizeof(int) * (size_t)n_tiles * G * G);
-    cuda_scatter_rows(g->c, g->v_x, g->v_h, g->v_ids, n_tiles * G * G, Dv);
-    for (int t = 0; t < n_tiles; t++) idx[t] = 0;
-    cuda_upload(g->c, g->v_ids, idx, sizeof(int) * (size_t)n_tiles);
-    cuda_embed(g->c, g->v_h, g->class_emb, g->v_ids, n_tiles, Dv);
-    for (int t = 0; t < n_tiles; t++) idx[t] = t * NP;
-    cuda_upload(g->c, g->v_ids, idx, sizeof(int) * (size_t)n_tiles);
-    cuda_scatter_rows(g->c, g->v_x, g->v_h, g->v_ids, n_tiles, Dv);
-    for (size_t i = 0; i < ntok; i++) idx[i] = (int)(i % (size_t)NP);
-    cuda_upload(g->c, g->v_ids, idx, sizeof(int) * ntok);
-    cuda_embed(g->c, g->v_h, g->pos_emb, g->v_ids, (int)ntok, Dv);
-    cuda_add(g->c, g->v_x, g->v_h, ntok * Dv);
-    for (int t = 0; t <= n_tiles; t++) idx[t] = t * NP;
-    cuda_upload(g->c, g->v_qs, idx, sizeof(int) * (size_t)(n_tiles + 1));
-    free(idx);
+    cuda_clip_embed(g->c, g->v_x, g->v_h, g->class_emb, g->pos_emb, n_tiles, G * G, Dv);
     cuda_layernorm(g->c, g->v_x, g->v_x, g->pre_ln_w, g->pre_ln_b, (int)ntok, Dv, cm->cfg.eps);
     const float scale = 1.0f / sqrtf((float)cm->cfg.head_dim);
     for (int l = 0; l < cm->n_run; l++) {
@@ -319,7 +391,37 @@ static int vision_forward(llava_gpu *g, const float *pixels, int n_tiles, llava_
         cuda_add(g->c, g->v_x, g->v_h, ntok * Dv);
     }
     g->last_tiles = n_tiles;
-    return 0;
+}
+
+void gpu_vision(llava_gpu *g, int n_tiles) {
+    const llava_model *m = g->m;
+    const int Dv = m->cfg.vision.hidden, Ht = m->cfg.text.hidden, per = m->clip.n_pos - 1;
+    vision_tower(g, n_tiles);
+    const int nsel = n_tiles * per;
+    /* drop CLS, then the projector: v_mlp = act(h W1ᵀ + b1); v_tmp = v_mlp W2ᵀ + b2; newline row nsel */
+    cuda_gather_rows(g->c, g->v_h, g->v_x, g->v_drop_cls, nsel, Dv);
+    cuda_linear(g->c, g->v_mlp, g->v_h, g->p_w1, g->p_b1, nsel, Dv, Ht);
+    vis_act(g, g->v_mlp, (size_t)nsel * Ht, m->cfg.proj_act);
+    cuda_linear(g->c, g->v_tmp, g->v_mlp, g->p_w2, g->p_b2, nsel, Ht, Ht);
+    cuda_copy(g->c, g->v_tmp + (size_t)nsel * Ht, g->newline, sizeof(bf16) * Ht);
+}
+
+int *gpu_pack_order(const llava_model *m, int n_tiles, int H, int W, int *count) {
+    const int nsel = n_tiles * (m->clip.n_pos - 1);
+    int n = llava_model_image_tokens(m, H, W);
+    int *order = xmalloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    /* run the CPU packer over "feature = its own row index" */
+    float *rows = xmalloc(sizeof(float) * (size_t)(nsel > 0 ? nsel : 1));
+    for (int i = 0; i < nsel; i++) rows[i] = (float)i;
+    float nl = (float)nsel;
+    float *packed = xmalloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    int got = llava_pack_features(packed, rows, n_tiles, m->clip.grid, 1, &nl, &m->pp, H, W);
+    CHECK(got == n);
+    for (int i = 0; i < n; i++) order[i] = (int)packed[i];
+    free(packed);
+    free(rows);
+    *count = n;
+    return order;
 }
 
 int llava_gpu_vision_hidden(llava_gpu *g, float *out, llava_err *err) {
@@ -330,42 +432,15 @@ int llava_gpu_vision_hidden(llava_gpu *g, float *out, llava_err *err) {
 
 int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H, int W, int *n_feats, llava_err *err) {
     const llava_model *m = g->m;
-    const int Dv = m->cfg.vision.hidden, Ht = m->cfg.text.hidden, NP = m->clip.n_pos, per = NP - 1;
-    if (vision_forward(g, pixels, n_tiles, err)) return -1;
-    /* drop CLS: gather rows t*NP+1+p */
-    const int nsel = n_tiles * per;
-    int *idx = xmalloc(sizeof(int) * (size_t)(nsel > 1 ? nsel : 1));
-    for (int t = 0, k = 0; t < n_tiles; t++)
-        for (int p = 0; p < per; p++) idx[k++] = t * NP + 1 + p;
-    cuda_upload(g->c, g->v_ids, idx, sizeof(int) * (size_t)nsel);
-    cuda_gather_rows(g->c, g->v_h, g->v_x, g->v_ids, nsel, Dv);
-    free(idx);
-    /* projector: v_mlp = gelu(h W1ᵀ + b1); v_tmp = v_mlp W2ᵀ + b2; newline appended as row nsel */
-    cuda_linear(g->c, g->v_mlp, g->v_h, g->p_w1, g->p_b1, nsel, Dv, Ht);
-    switch (m->cfg.proj_act) {
-    case LLAVA_ACT_QUICK_GELU: cuda_quick_gelu(g->c, g->v_mlp, (size_t)nsel * Ht); break;
-    case LLAVA_ACT_GELU_TANH: cuda_gelu_tanh(g->c, g->v_mlp, (size_t)nsel * Ht); break;
-    default: cuda_gelu(g->c, g->v_mlp, (size_t)nsel * Ht); break;
-    }
-    cuda_linear(g->c, g->v_tmp, g->v_mlp, g->p_w2, g->p_b2, nsel, Ht, Ht);
-    cuda_copy(g->c, g->v_tmp + (size_t)nsel * Ht, g->newline, sizeof(bf16) * Ht);
-    /* packing = a gather with the order computed on the host by the same code as the CPU path */
+    const int Ht = m->cfg.text.hidden, S = m->cfg.vision.image_size;
+    if (n_tiles < 1 || n_tiles > g->vis_tiles)
+        return llava_errf(err, "%d tiles exceed the reserved %d", n_tiles, g->vis_tiles);
     int count = llava_model_image_tokens(m, H, W);
-    if (g->n_feats + count > g->max_tokens)
-        return llava_errf(err, "%d image tokens exceed the reserved %d", g->n_feats + count, g->max_tokens);
-    int *order = xmalloc(sizeof(int) * (size_t)count);
-    {
-        /* pack row indices: run the CPU packer over "feature = its own row index" */
-        float *ids_as_rows = xmalloc(sizeof(float) * (size_t)nsel);
-        for (int i = 0; i < nsel; i++) ids_as_rows[i] = (float)i;
-        float nl = (float)nsel;
-        float *packed = xmalloc(sizeof(float) * (size_t)count);
-        int got = llava_pack_features(packed, ids_as_rows, n_tiles, m->clip.grid, 1, &nl, &m->pp, H, W);
-        CHECK(got == count);
-        for (int i = 0; i < count; i++) order[i] = (int)packed[i];
-        free(packed);
-        free(ids_as_rows);
-    }
+    if (g->n_feats + count > g->step_tokens)
+        return llava_errf(err, "%d image tokens exceed the reserved %d", g->n_feats + count, g->step_tokens);
+    cuda_upload(g->c, g->v_pix, pixels, sizeof(float) * (size_t)n_tiles * 3 * S * S);
+    gpu_vision(g, n_tiles);
+    int *order = gpu_pack_order(m, n_tiles, H, W, &count);
     cuda_upload(g->c, g->v_ids, order, sizeof(int) * (size_t)count);
     cuda_gather_rows(g->c, g->feats + (size_t)g->n_feats * Ht, g->v_tmp, g->v_ids, count, Ht);
     free(order);
@@ -374,35 +449,42 @@ int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H
     return 0;
 }
 
-/* decoder over the n tokens staged in g->x (bf16) at cache rows g->len.. with positions d_pos; tree
- * attention when tree is set. The residual stream runs in fp32 (g->xf); every block's input and
- * output are bf16. Leaves the final-normed hidden states in g->h. */
-static void decoder(llava_gpu *g, int n, int tree) {
+void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
     const llava_text_config *c = &g->m->cfg.text;
-    const int H = c->hidden, I = c->intermediate, hd = c->head_dim;
+    const int H = c->hidden, I = c->intermediate, hd = c->head_dim, n = a->n;
     const int QD = c->heads * hd, KD = c->kv_heads * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    const size_t lstride = (size_t)g->max_tokens * KD;
-    int starts[4] = {0, n, 0, g->len + n};
-    cuda_upload(g->c, g->d_starts, starts, sizeof starts);
+    const size_t lstride = (size_t)g->kv_tokens * KD;
+    const int *pos = a->pos ? a->pos : g->d_pos;
+    if (a->cached) {
+        int starts[4] = {0, n, 0, g->len + n};
+        cuda_upload(g->c, g->d_starts, starts, sizeof starts);
+    }
     for (int l = 0; l < c->layers; l++) {
         const gdec_layer *y = &g->dl[l];
-        bf16 *kc = g->kc + l * lstride, *vc = g->vc + l * lstride;
-        bf16 *kn = kc + (size_t)g->len * KD, *vn = vc + (size_t)g->len * KD;
         if (l == 0) {
             cuda_bf16_to_f32(g->c, g->xf, g->x, (size_t)n * H);
             cuda_add_rmsnorm_f32(g->c, g->h, g->xf, NULL, y->attn_norm, n, H, c->eps);
         }
         cuda_linear(g->c, g->q, g->h, y->wq, NULL, n, H, QD);
-        cuda_linear(g->c, kn, g->h, y->wk, NULL, n, H, KD);
-        cuda_linear(g->c, vn, g->h, y->wv, NULL, n, H, KD);
-        cuda_rope(g->c, g->q, n, c->heads, hd, QD, g->d_pos, (float)c->rope_theta);
-        cuda_rope(g->c, kn, n, c->kv_heads, hd, KD, g->d_pos, (float)c->rope_theta);
-        if (tree)
-            cuda_attention_tree(g->c, g->att, g->q, kc, vc, n, g->len, g->d_parent, c->heads, c->kv_heads, hd, KD, scale);
-        else
-            cuda_attention(g->c, g->att, g->q, kc, vc, g->d_starts, g->d_starts + 2, 1, n, c->heads, c->kv_heads, hd, KD,
-                           1, scale);
+        cuda_linear(g->c, g->kvt, g->h, y->w_kv, NULL, n, H, 2 * KD);
+        cuda_rope(g->c, g->q, n, c->heads, hd, QD, pos, (float)c->rope_theta);
+        cuda_rope(g->c, g->kvt, n, c->kv_heads, hd, 2 * KD, pos, (float)c->rope_theta);
+        if (a->cached) {
+            bf16 *kc = g->kc + l * lstride, *vc = g->vc + l * lstride;
+            const size_t row = sizeof(bf16) * KD;
+            cuda_copy_2d(g->c, kc + (size_t)g->len * KD, row, g->kvt, 2 * row, row, (size_t)n);
+            cuda_copy_2d(g->c, vc + (size_t)g->len * KD, row, g->kvt + KD, 2 * row, row, (size_t)n);
+            if (a->tree)
+                cuda_attention_tree(g->c, g->att, g->q, kc, vc, n, g->len, g->d_parent, c->heads, c->kv_heads, hd, KD,
+                                    scale);
+            else
+                cuda_attention(g->c, g->att, g->q, kc, vc, g->d_starts, g->d_starts + 2, 1, n, c->heads, c->kv_heads, hd,
+                               KD, 1, scale);
+        } else {
+            cuda_attention_tail_tree(g->c, g->att, g->q, g->kvt, g->kvt + KD, a->qs, a->qs, a->tail, a->parent, a->n_seqs,
+                                     a->max_q, c->heads, c->kv_heads, hd, 2 * KD, scale);
+        }
         cuda_linear(g->c, g->h, g->att, y->wo, NULL, n, QD, H);
         cuda_add_rmsnorm_f32(g->c, g->h, g->xf, g->h, y->mlp_norm, n, H, c->eps); /* x += attn; h = norm(x) */
         cuda_linear(g->c, g->gu, g->h, y->w_gu, NULL, n, H, 2 * I);
@@ -415,11 +497,12 @@ static void decoder(llava_gpu *g, int n, int tree) {
     }
 }
 
+/* Prefill runs in chunks of step_tokens positions (each chunk attends to the cached ones). */
 int llava_gpu_prefill(llava_gpu *g, const int *ids, int n_ids, float *logits, llava_err *err) {
     const llava_model *m = g->m;
     const int H = m->cfg.text.hidden, V = m->cfg.text.vocab, img = m->cfg.image_token_index;
-    if (n_ids + 1 > g->max_tokens)
-        return llava_errf(err, "prompt of %d tokens exceeds the reserved context of %d", n_ids, g->max_tokens);
+    if (n_ids + 1 > g->kv_tokens)
+        return llava_errf(err, "prompt of %d tokens exceeds the reserved context of %d", n_ids, g->kv_tokens);
     int n_img = 0;
     for (int i = 0; i < n_ids; i++) n_img += ids[i] == img;
     if (n_img != g->n_feats) {
@@ -429,35 +512,41 @@ int llava_gpu_prefill(llava_gpu *g, const int *ids, int n_ids, float *logits, ll
     }
     g->len = 0;
     g->n_feats = 0;
-    cuda_upload(g->c, g->d_ids, ids, sizeof(int) * (size_t)n_ids);
-    cuda_embed(g->c, g->x, g->embed, g->d_ids, n_ids, H);
-    if (n_img) {
-        int *pos = xmalloc(sizeof(int) * (size_t)n_img);
-        for (int i = 0, k = 0; i < n_ids; i++)
-            if (ids[i] == img) pos[k++] = i;
-        cuda_upload(g->c, g->d_idx, pos, sizeof(int) * (size_t)n_img);
-        cuda_scatter_rows(g->c, g->x, g->feats, g->d_idx, n_img, H);
-        free(pos);
+    int *buf = xmalloc(sizeof(int) * (size_t)(g->step_tokens > 1 ? g->step_tokens : 1));
+    int feat = 0, n = 0;
+    for (int off = 0; off < n_ids; off += n) {
+        n = n_ids - off < g->step_tokens ? n_ids - off : g->step_tokens;
+        cuda_upload(g->c, g->d_ids, ids + off, sizeof(int) * (size_t)n);
+        cuda_embed(g->c, g->x, g->embed, g->d_ids, n, H);
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (ids[off + i] == img) buf[k++] = i;
+        if (k) {
+            cuda_upload(g->c, g->d_idx, buf, sizeof(int) * (size_t)k);
+            cuda_scatter_rows(g->c, g->x, g->feats + (size_t)feat * H, g->d_idx, k, H);
+            feat += k;
+        }
+        for (int i = 0; i < n; i++) buf[i] = off + i;
+        cuda_upload(g->c, g->d_pos, buf, sizeof(int) * (size_t)n);
+        gpu_dec_args a = {.n = n, .cached = 1};
+        gpu_decoder(g, &a);
+        g->len += n;
     }
-    int *pos = xmalloc(sizeof(int) * (size_t)n_ids);
-    for (int i = 0; i < n_ids; i++) pos[i] = i;
-    cuda_upload(g->c, g->d_pos, pos, sizeof(int) * (size_t)n_ids);
-    free(pos);
-    decoder(g, n_ids, 0);
-    g->len = n_ids;
-    cuda_linear_f32out(g->c, g->logits, g->h + (size_t)(n_ids - 1) * H, g->lm_head, 1, H, V);
+    free(buf);
+    cuda_linear_f32out(g->c, g->logits, g->h + (size_t)(n - 1) * H, g->lm_head, 1, H, V);
     cuda_download(g->c, logits, g->logits, sizeof(float) * (size_t)V);
     return 0;
 }
 
 int llava_gpu_decode(llava_gpu *g, int id, float *logits, llava_err *err) {
     const int H = g->m->cfg.text.hidden, V = g->m->cfg.text.vocab;
-    if (g->len + 1 > g->max_tokens) return llava_errf(err, "the reserved context of %d tokens is full", g->max_tokens);
+    if (g->len + 1 > g->kv_tokens) return llava_errf(err, "the reserved context of %d tokens is full", g->kv_tokens);
     cuda_upload(g->c, g->d_ids, &id, sizeof(int));
     cuda_embed(g->c, g->x, g->embed, g->d_ids, 1, H);
     int pos = g->len;
     cuda_upload(g->c, g->d_pos, &pos, sizeof(int));
-    decoder(g, 1, 0);
+    gpu_dec_args a = {.n = 1, .cached = 1};
+    gpu_decoder(g, &a);
     g->len++;
     cuda_linear_f32out(g->c, g->logits, g->h, g->lm_head, 1, H, V);
     cuda_download(g->c, logits, g->logits, sizeof(float) * (size_t)V);
@@ -466,7 +555,7 @@ int llava_gpu_decode(llava_gpu *g, int id, float *logits, llava_err *err) {
 
 int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float *logprobs, llava_err *err) {
     const int H = g->m->cfg.text.hidden, V = g->m->cfg.text.vocab;
-    if (n > g->max_tree || g->len + n > g->max_tokens)
+    if (n > g->max_tree || n > g->step_tokens || g->len + n > g->kv_tokens)
         return llava_errf(err, "label trie of %d tokens does not fit the reserved buffers", n);
     int *pos = xmalloc(sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++) pos[i] = parent[i] < 0 ? g->len : pos[parent[i]] + 1;
@@ -475,7 +564,8 @@ int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float
     cuda_upload(g->c, g->d_parent, parent, sizeof(int) * (size_t)n);
     free(pos);
     cuda_embed(g->c, g->x, g->embed, g->d_ids, n, H);
-    decoder(g, n, 1);
+    gpu_dec_args a = {.n = n, .cached = 1, .tree = 1};
+    gpu_decoder(g, &a);
     cuda_linear_f32out(g->c, g->logits, g->h, g->lm_head, n, H, V);
     cuda_log_softmax(g->c, g->logits, g->logits, n, V);
     cuda_download(g->c, logprobs, g->logits, sizeof(float) * (size_t)n * V);

@@ -3,11 +3,13 @@
 
 #include <string.h>
 
+#include "engine/scheduler.h"
 #include "util/mem.h"
 
 struct llava_engine {
     const llava_model *m;
     llava_gpu *gpu;
+    llava_sched *sched;  /* classification jobs: batched steps (continuous batching) */
     int max_queue;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -150,55 +152,88 @@ done:
     return rc;
 }
 
-static int run_classify(llava_engine *e, llava_job *j, llava_err *err) {
-    const llava_job_image *im = &j->images[0];
-    j->probs = xcalloc((size_t)llava_classifier_n_labels(j->clf), sizeof *j->probs);
-    if (e->gpu) return llava_classify_pixels_gpu(j->probs, NULL, j->clf, e->gpu, im->pixels, im->n_tiles, im->H, im->W, err);
-    return llava_classify_pixels(j->probs, NULL, j->clf, im->pixels, im->n_tiles, im->H, im->W, err);
+/* Publishes the end of a job; j is the submitter's once done is set. */
+static void finish_job(llava_job *j, int failed, const llava_err *err) {
+    pthread_mutex_lock(&j->mu);
+    j->t_end = llava_now();
+    j->failed = failed;
+    if (failed) j->err = *err;
+    if (!j->finish_reason) j->finish_reason = "stop";
+    j->done = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
 }
 
+/* the scheduler's callback: a classification job is scored */
+static void on_scored(void *user, const llava_sched_result *r) {
+    (void)user;
+    llava_job *j = r->tag;
+    llava_err err = {{0}};
+    if (r->error) {
+        llava_errf(&err, "%s", r->error);
+    } else {
+        int n = llava_classifier_n_labels(j->clf);
+        j->probs = xmalloc(sizeof(double) * (size_t)n);
+        memcpy(j->probs, r->probs, sizeof(double) * (size_t)n);
+    }
+    finish_job(j, r->error != NULL, &err);
+}
+
+static void set_running(llava_engine *e, int chat) {
+    pthread_mutex_lock(&e->mu);
+    e->running = llava_sched_pending(e->sched) + chat;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Takes every queued job at once: classification jobs join the scheduler's next step; a chat job
+ * first lets the classifications before it finish (FIFO), then runs alone. With work in the
+ * scheduler and nothing queued, waits for the running step (new jobs join the one after it). */
 static void *worker(void *arg) {
     llava_engine *e = arg;
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->head && !e->stopping) pthread_cond_wait(&e->cv, &e->mu);
-        llava_job *j = e->head;
-        if (!j) { /* stopping and drained */
+        while (!e->head && !e->stopping && !llava_sched_pending(e->sched)) pthread_cond_wait(&e->cv, &e->mu);
+        llava_job *list = e->head;
+        if (!list && !llava_sched_pending(e->sched)) { /* stopping and drained */
             pthread_mutex_unlock(&e->mu);
             break;
         }
-        e->head = j->next;
-        if (!e->head) e->tail = NULL;
-        j->next = NULL;
-        e->n_waiting--;
-        e->running = 1;
+        e->head = e->tail = NULL;
+        e->n_waiting = 0;
         pthread_mutex_unlock(&e->mu);
 
-        pthread_mutex_lock(&j->mu);
-        int skip = j->cancelled;
-        j->started = 1;
-        pthread_mutex_unlock(&j->mu);
-        j->t_start = llava_now();
         llava_err err = {{0}};
-        int failed = 0;
-        if (skip) {
-            failed = 1;
-            llava_errf(&err, "cancelled");
-        } else {
-            failed = (j->kind == LLAVA_JOB_CHAT ? run_chat(e, j, &err) : run_classify(e, j, &err)) != 0;
+        while (list) {
+            llava_job *j = list;
+            list = j->next;
+            j->next = NULL;
+            pthread_mutex_lock(&j->mu);
+            int skip = j->cancelled;
+            j->started = 1;
+            pthread_mutex_unlock(&j->mu);
+            j->t_start = llava_now();
+            if (skip) {
+                llava_errf(&err, "cancelled");
+                finish_job(j, 1, &err);
+                continue;
+            }
+            if (j->kind == LLAVA_JOB_CLASSIFY) {
+                const llava_job_image *im = &j->images[0];
+                if (llava_sched_add(e->sched, j->clf, im->pixels, im->n_tiles, im->H, im->W, j, &err))
+                    finish_job(j, 1, &err); /* the device failed */
+                set_running(e, 0);
+                continue;
+            }
+            if (llava_sched_flush(e->sched, &err)) llava_errf(&err, "the device failed: %s", err.msg);
+            set_running(e, 1);
+            int failed = run_chat(e, j, &err) != 0;
+            finish_job(j, failed, &err);
+            set_running(e, 0);
         }
-        pthread_mutex_lock(&e->mu);
-        e->running = 0;
-        pthread_mutex_unlock(&e->mu);
-
-        pthread_mutex_lock(&j->mu);
-        j->t_end = llava_now();
-        j->failed = failed;
-        if (failed) j->err = err;
-        if (!j->finish_reason) j->finish_reason = "stop";
-        j->done = 1;
-        pthread_cond_broadcast(&j->cv);
-        pthread_mutex_unlock(&j->mu); /* j is the submitter's from here on */
+        if (llava_sched_pending(e->sched)) {
+            llava_sched_poll(e->sched, 1, &err);
+            set_running(e, 0);
+        }
     }
     return NULL;
 }
@@ -208,11 +243,17 @@ int llava_engine_start(llava_engine **out, const llava_model *m, llava_gpu *gpu,
     e->m = m;
     e->gpu = gpu;
     e->max_queue = max_queue < 1 ? 1 : max_queue;
+    if (llava_sched_new(&e->sched, m, gpu, on_scored, e, err)) {
+        free(e);
+        *out = NULL;
+        return -1;
+    }
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (pthread_create(&e->thread, NULL, worker, e)) {
         pthread_mutex_destroy(&e->mu);
         pthread_cond_destroy(&e->cv);
+        llava_sched_free(e->sched);
         free(e);
         *out = NULL;
         return llava_errf(err, "cannot start the engine thread");
@@ -253,6 +294,7 @@ void llava_engine_stop(llava_engine *e) {
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
+    llava_sched_free(e->sched);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

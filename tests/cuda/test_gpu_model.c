@@ -8,6 +8,7 @@
 #include "engine/classify.h"
 #include "engine/generate.h"
 #include "engine/prompt.h"
+#include "engine/scheduler.h"
 #include "formats/json.h"
 #include "image/image.h"
 #include "model/gpu.h"
@@ -82,6 +83,123 @@ done:
     free(pixels), free(ids);
 }
 
+/* ---- the scheduler's batched steps: many images, several label sets, in one packed step ---- */
+
+#define MAX_SC 32
+typedef struct {
+    llava_classifier *cl;
+    float *px;
+    int nt, H, W, n;
+    double ref[64], cpu[64], got[2][64]; /* transformers, CPU path, two copies through the scheduler */
+    int seen[2];
+} sched_case;
+
+typedef struct {
+    sched_case *cs;
+    int errors;
+} sched_sink;
+
+static void on_sched(void *user, const llava_sched_result *r) {
+    sched_sink *k = user;
+    intptr_t t = (intptr_t)r->tag;
+    sched_case *c = &k->cs[t / 2];
+    if (r->error) {
+        k->errors++;
+        printf("INFO scheduler error: %s\n", r->error);
+        return;
+    }
+    memcpy(c->got[t % 2], r->probs, sizeof(double) * (size_t)c->n);
+    c->seen[t % 2]++;
+}
+
+static void sched_cases(llava_model *m, llava_gpu *g, const char *mname, const cJSON *labels) {
+    sched_case cs[MAX_SC];
+    int n = 0;
+    llava_err err = {{0}};
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(labels, "cases")) {
+        if (strcmp(cJSON_GetObjectItem(c, "model")->valuestring, mname) || n == MAX_SC) continue;
+        const cJSON *labs = cJSON_GetObjectItem(cJSON_GetObjectItem(labels, "label_sets"),
+                                                cJSON_GetObjectItem(c, "labels")->valuestring);
+        sched_case *x = &cs[n];
+        memset(x, 0, sizeof *x);
+        x->n = cJSON_GetArraySize(labs);
+        const char *ls[64];
+        for (int i = 0; i < x->n; i++) ls[i] = cJSON_GetArrayItem(labs, i)->valuestring;
+        const cJSON *q = cJSON_GetObjectItem(c, "question"), *a = cJSON_GetObjectItem(c, "answer");
+        char path[256];
+        snprintf(path, sizeof path, FIX "ref/images/%s", cJSON_GetObjectItem(c, "image")->valuestring);
+        llava_image img = {0};
+        int ok = !llava_classifier_new(&x->cl, m, ls, x->n, cJSON_IsString(q) ? q->valuestring : NULL,
+                                       cJSON_IsString(a) ? a->valuestring : NULL, &err) &&
+                 !llava_image_load(&img, path, 89478485, &err) && !llava_preprocess(&x->px, &x->nt, &img, &m->pp, &err) &&
+                 !llava_classify_pixels(x->cpu, NULL, x->cl, x->px, x->nt, img.h, img.w, &err);
+        x->H = img.h, x->W = img.w;
+        llava_image_free(&img);
+        EXPECT(ok, "%s scheduler case: %s", mname, err.msg);
+        if (!ok) {
+            llava_classifier_free(x->cl);
+            free(x->px);
+            continue;
+        }
+        const cJSON *rp = cJSON_GetObjectItem(c, "probabilities");
+        for (int i = 0; i < x->n; i++) x->ref[i] = cJSON_GetArrayItem(rp, i)->valuedouble;
+        n++;
+    }
+    /* every image twice; all in as few steps as fit, then at most 3 per step (two steps in flight) */
+    for (int mb = 0; mb <= 3; mb += 3) {
+        sched_sink sink = {cs, 0};
+        for (int i = 0; i < n; i++) cs[i].seen[0] = cs[i].seen[1] = 0;
+        llava_sched *s = NULL;
+        int ok = !llava_sched_new(&s, m, g, on_sched, &sink, &err);
+        EXPECT(ok, "scheduler: %s", err.msg);
+        if (!ok) continue;
+        llava_sched_set_max_batch(s, mb);
+        for (int r = 0; r < 2 && ok; r++)
+            for (int i = 0; i < n && ok; i++)
+                ok = !llava_sched_add(s, cs[i].cl, cs[i].px, cs[i].nt, cs[i].H, cs[i].W, (void *)(intptr_t)(2 * i + r),
+                                      &err);
+        ok = ok && !llava_sched_flush(s, &err);
+        EXPECT(ok, "scheduler run: %s", err.msg);
+        EXPECT(llava_sched_pending(s) == 0, "scheduler: images left after flush");
+        llava_sched_free(s);
+        EXPECT(sink.errors == 0, "scheduler: %d image errors", sink.errors);
+        double worst_ref = 0, worst_cpu = 0, worst_copy = 0;
+        int top_same = 1, delivered = 1;
+        for (int i = 0; i < n; i++) {
+            sched_case *x = &cs[i];
+            delivered &= x->seen[0] == 1 && x->seen[1] == 1;
+            int cb = 0, rb = 0, gb[2] = {0, 0};
+            for (int j = 0; j < x->n; j++) {
+                if (x->cpu[j] > x->cpu[cb]) cb = j;
+                if (x->ref[j] > x->ref[rb]) rb = j;
+                for (int r = 0; r < 2; r++) {
+                    if (x->got[r][j] > x->got[r][gb[r]]) gb[r] = j;
+                    double d = fabs(x->got[r][j] - x->ref[j]), e = fabs(x->got[r][j] - x->cpu[j]);
+                    if (d > worst_ref) worst_ref = d;
+                    if (e > worst_cpu) worst_cpu = e;
+                }
+                double f = fabs(x->got[0][j] - x->got[1][j]);
+                if (f > worst_copy) worst_copy = f;
+            }
+            top_same &= gb[0] == cb && gb[1] == cb && cb == rb;
+        }
+        EXPECT(delivered, "%s scheduler (max batch %d): every image delivered exactly once", mname, mb);
+        EXPECT(top_same, "%s scheduler (max batch %d): top-1 differs from the CPU path / transformers", mname, mb);
+        EXPECT(worst_cpu <= 1e-2, "%s scheduler (max batch %d): probabilities differ from the CPU path by %.3g", mname,
+               mb, worst_cpu);
+        EXPECT(worst_ref <= 1e-2, "%s scheduler (max batch %d): probabilities differ from transformers by %.3g", mname,
+               mb, worst_ref);
+        printf("INFO scheduler %s max batch %d: %d images x2, %d label sets mixed; top-1 %s; max |p - p_cpu| %.2e, "
+               "|p - p_ref| %.2e, between copies %.2e\n",
+               mname, mb, n, n, top_same ? "same" : "DIFFERENT", worst_cpu, worst_ref, worst_copy);
+    }
+    for (int i = 0; i < n; i++) {
+        llava_classifier_free(cs[i].cl);
+        free(cs[i].px);
+    }
+}
+
 int main(void) {
     char name[256] = "";
     int nd = llava_gpu_available(name, sizeof name);
@@ -97,7 +215,9 @@ int main(void) {
         snprintf(dir, sizeof dir, FIX "%s", models[k]);
         llava_model *m = NULL;
         llava_gpu *g = NULL;
-        if (llava_model_load(&m, dir, &err) || llava_gpu_load(&g, m, 4096, &err)) {
+        llava_gpu_params gp = llava_gpu_params_default();
+        gp.kv_tokens = 4096;
+        if (llava_model_load(&m, dir, &err) || llava_gpu_load(&g, m, &gp, &err)) {
             EXPECT(0, "%s: %s", dir, err.msg);
             llava_model_free(m);
             continue;
@@ -151,6 +271,7 @@ int main(void) {
             llava_image_free(&img);
             llava_classifier_free(cl);
         }
+        sched_cases(m, g, models[k], labels);
         llava_gpu_free(g);
         llava_model_free(m);
     }

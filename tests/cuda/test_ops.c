@@ -618,6 +618,134 @@ static void test_tree(int n_q, int n_prefix, int heads, int kv, int hd, int shap
     cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(dpar), cuda_free(dout_);
 }
 
+/* Batched label scoring: packed sequences, each a causal prompt of plens[s] tokens followed by a
+ * trie of tails[s] tokens (its own parents), K/V packed side by side (stride 2*kv*hd) as the step
+ * decoder has them. Reference: cpu_attention (causal) for the prompt rows and cpu_attention_tree
+ * (prefix = the prompt) for the trie rows of every sequence. */
+static void test_tail_tree(int ns, const int *plens, const int *tails, int heads, int kv, int hd) {
+    int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), max_q = 0;
+    qs[0] = 0;
+    for (int s = 0; s < ns; s++) {
+        qs[s + 1] = qs[s] + plens[s] + tails[s];
+        if (plens[s] + tails[s] > max_q) max_q = plens[s] + tails[s];
+    }
+    const int M = qs[ns];
+    if (small && M > 1500) {
+        free(qs);
+        return;
+    }
+    int *parent = xmalloc_t((size_t)M * sizeof(int));
+    for (int s = 0; s < ns; s++) {
+        int *p = parent + qs[s];
+        for (int i = 0; i < plens[s]; i++) p[i] = -1;
+        int *tp = p + plens[s];
+        for (int i = 0; i < tails[s]; i++) {
+            tp[i] = i < 3 ? i - 1 : (rnd_int(4) == 0 ? 2 : i - 1 - rnd_int(i < 6 ? 1 : 3));
+            if (rnd_int(7) == 0) tp[i] = -1;
+            if (tp[i] >= i) tp[i] = i - 1;
+        }
+    }
+    const int kv_stride = 2 * kv * hd;
+    size_t qn = (size_t)M * heads * hd;
+    float *q = rand_vec(qn, 1.5f), *kvb = rand_vec((size_t)M * kv_stride, 1.f);
+    const float *k = kvb, *v = kvb + (size_t)kv * hd;
+    float scale = 1.f / sqrtf((float)hd);
+    float *ref = xmalloc_t(qn * sizeof(float));
+    for (int s = 0; s < ns; s++) {
+        size_t r0 = (size_t)qs[s], rt = r0 + (size_t)plens[s];
+        cpu_attention(ref + r0 * heads * hd, q + r0 * heads * hd, k + r0 * kv_stride, v + r0 * kv_stride, plens[s],
+                      plens[s], heads, kv, hd, kv_stride, 1, 0, 0, scale);
+        cpu_attention_tree(ref + rt * heads * hd, q + rt * heads * hd, k + r0 * kv_stride, v + r0 * kv_stride, tails[s],
+                           plens[s], parent + rt, heads, kv, hd, kv_stride, scale);
+    }
+    void *dq = up_bf16(q, qn), *dkv = up_bf16(kvb, (size_t)M * kv_stride);
+    void *dqs = up_bytes(qs, (size_t)(ns + 1) * sizeof(int)), *dtail = up_bytes(tails, (size_t)ns * sizeof(int));
+    void *dpar = up_bytes(parent, (size_t)M * sizeof(int)), *dout_ = out_buf(qn * 2);
+    char desc[160];
+    int pos = snprintf(desc, sizeof desc, "seqs=");
+    for (int s = 0; s < ns && pos < 90; s++)
+        pos += snprintf(desc + pos, sizeof desc - pos, "%s%d+%d", s ? "," : "", plens[s], tails[s]);
+    snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d", heads, kv, hd);
+    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
+    for (int im = 0; im < n_impl; im++) {
+        cuda_ctx *x = ctx_impl[im];
+        poison(dout_, qn * 2);
+        cuda_sync(C);
+        cuda_attention_tail_tree(x, dout_, dq, dkv, (const uint16_t *)dkv + (size_t)kv * hd, dqs, dqs, dtail, dpar, ns,
+                                 max_q, heads, kv, hd, kv_stride, scale);
+        cuda_sync(x);
+        float *g = down_bf16(dout_, qn);
+        char op[32];
+        snprintf(op, sizeof op, "tailtree[%s]", impl_names[im]);
+        check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
+        check_guard(op, desc, dout_, qn * 2);
+        free(g);
+    }
+    free(qs), free(parent), free(q), free(kvb), free(ref);
+    cuda_free(dq), cuda_free(dkv), cuda_free(dqs), cuda_free(dtail), cuda_free(dpar), cuda_free(dout_);
+}
+
+/* CLIP embedding input: patchify (fp32 pixels -> bf16 patch rows) and the embedding assembly */
+static void test_patch(int n_tiles, int S, int P, int d) {
+    const int G = S / P, GG = G * G, K = 3 * P * P;
+    size_t npx = (size_t)n_tiles * 3 * S * S, ncol = (size_t)n_tiles * GG * K, nx = (size_t)n_tiles * (GG + 1) * d;
+    float *px = rand_vec(npx, 1.f), *ref = xmalloc_t(ncol * sizeof(float));
+    cpu_patchify(ref, px, n_tiles, S, P);
+    for (size_t i = 0; i < ncol; i++) ref[i] = bfr(ref[i]);
+    void *dpx = up_bytes(px, npx * sizeof(float)), *dcols = out_buf(ncol * 2);
+    char desc[96];
+    snprintf(desc, sizeof desc, "tiles=%d S=%d P=%d", n_tiles, S, P);
+    poison(dcols, ncol * 2);
+    cuda_patchify(C, dcols, dpx, n_tiles, S, P);
+    cuda_sync(C);
+    float *g = down_bf16(dcols, ncol);
+    check("patchify", desc, g, ref, ncol, (size_t)K, 1e-6);
+    check_guard("patchify", desc, dcols, ncol * 2);
+    free(g);
+    /* embeddings from bf16 patch projections, class and position rows */
+    float *pt = rand_vec((size_t)n_tiles * GG * d, 1.f), *ce = rand_vec((size_t)d, 1.f), *pe = rand_vec((size_t)(GG + 1) * d, 1.f);
+    for (size_t i = 0; i < (size_t)n_tiles * GG * d; i++) pt[i] = bfr(pt[i]);
+    for (int i = 0; i < d; i++) ce[i] = bfr(ce[i]);
+    for (size_t i = 0; i < (size_t)(GG + 1) * d; i++) pe[i] = bfr(pe[i]);
+    float *xr = xmalloc_t(nx * sizeof(float));
+    cpu_clip_embed(xr, pt, ce, pe, n_tiles, GG, d);
+    void *dpt = up_bf16(pt, (size_t)n_tiles * GG * d), *dce = up_bf16(ce, (size_t)d), *dpe = up_bf16(pe, (size_t)(GG + 1) * d);
+    void *dx = out_buf(nx * 2);
+    snprintf(desc, sizeof desc, "tiles=%d GG=%d d=%d", n_tiles, GG, d);
+    poison(dx, nx * 2);
+    cuda_clip_embed(C, dx, dpt, dce, dpe, n_tiles, GG, d);
+    cuda_sync(C);
+    g = down_bf16(dx, nx);
+    check("clip_embed", desc, g, xr, nx, (size_t)d, 1e-2);
+    check_guard("clip_embed", desc, dx, nx * 2);
+    free(g);
+    free(px), free(ref), free(pt), free(ce), free(pe), free(xr);
+    cuda_free(dpx), cuda_free(dcols), cuda_free(dpt), cuda_free(dce), cuda_free(dpe), cuda_free(dx);
+}
+
+/* pick of (row, col) pairs from a chunk of rows */
+static void test_pick(int rows, int V, int n, int row0, int n_rows) {
+    float *x = rand_vec((size_t)n_rows * V, 3.f);
+    int *r = xmalloc_t((size_t)n * sizeof(int)), *c = xmalloc_t((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) r[i] = rnd_int(rows), c[i] = rnd_int(V);
+    float *ref = xmalloc_t((size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++) ref[i] = -7.f; /* untouched sentinel */
+    cpu_pick(ref, x, r, c, n, row0, n_rows, V);
+    void *dx = up_bytes(x, (size_t)n_rows * V * sizeof(float)), *dr = up_bytes(r, (size_t)n * sizeof(int));
+    float *sent = xmalloc_t((size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++) sent[i] = -7.f;
+    void *dc = up_bytes(c, (size_t)n * sizeof(int)), *dout_ = up_bytes(sent, (size_t)n * sizeof(float));
+    free(sent);
+    cuda_pick(C, dout_, dx, dr, dc, n, row0, n_rows, V);
+    cuda_sync(C);
+    float *g = down_f32(dout_, (size_t)n);
+    char desc[96];
+    snprintf(desc, sizeof desc, "pairs=%d rows %d..%d of %d V=%d", n, row0, row0 + n_rows, rows, V);
+    check("pick", desc, g, ref, (size_t)n, (size_t)n, 1e-7);
+    free(g), free(x), free(r), free(c), free(ref);
+    cuda_free(dx), cuda_free(dr), cuda_free(dc), cuda_free(dout_);
+}
+
 /* ---- bench ------------------------------------------------------------------------------------------ */
 
 static void bench_linear(const char *what, int n, int din, int dout, int bias) {
@@ -944,8 +1072,27 @@ attention:
     test_tree(150, 2478, 32, 8, 128, 2);
     test_tree(33, 0, 4, 1, 8, 0);
     test_tree(100, 10, 3, 3, 6, 2);
+    /* batched label scoring: prompts with trie tails in one packed launch */
+    {
+        int p1[] = {2478}, t1[] = {124};
+        test_tail_tree(1, p1, t1, 32, 8, 128);
+        int p2[] = {2478, 1200, 7, 577}, t2[] = {124, 60, 1, 33};
+        test_tail_tree(4, p2, t2, 32, 8, 128);
+        int p3[] = {65, 64, 63, 1}, t3[] = {63, 1, 64, 5};
+        test_tail_tree(4, p3, t3, 6, 2, 64);
+        test_tail_tree(4, p3, t3, 4, 2, 8);
+        int p4[] = {300, 5}, t4[] = {0, 9}; /* a sequence without a tail */
+        test_tail_tree(2, p4, t4, 8, 2, 128);
+    }
 
     if (attn_only) goto done;
+    /* CLIP embedding input, label-score picks */
+    test_patch(5, 336, 14, 1024);
+    test_patch(1, 28, 14, 16);
+    test_patch(3, 30, 6, 24);
+    test_pick(125, 32064, 3000, 0, 125);
+    test_pick(2000, 32064, 5000, 1024, 976);
+    test_pick(50, 997, 10, 3, 7);
     /* softmax */
     test_log_softmax(1, 32064, 0);
     test_log_softmax(7, 32064, 0);

@@ -225,3 +225,38 @@ void cpu_log_softmax(double *out, const float *x, int n) {
     double lse = mx + log(sum);
     for (int i = 0; i < n; i++) out[i] = (double)x[i] - lse;
 }
+
+void cpu_pick(float *out, const float *x, const int *rows, const int *cols, int n, int row0, int n_rows, int V) {
+    for (int i = 0; i < n; i++) {
+        int r = rows[i] - row0;
+        if (r >= 0 && r < n_rows) out[i] = x[(size_t)r * V + cols[i]];
+    }
+}
+
+void cpu_patchify(float *cols, const float *pixels, int n_tiles, int S, int P) {
+    const int G = S / P, K = 3 * P * P;
+    for (int t = 0; t < n_tiles; t++) {
+        const float *px = pixels + (size_t)t * 3 * S * S;
+#pragma omp parallel for schedule(static)
+        for (int p = 0; p < G * G; p++) {
+            int py = p / G, pxx = p % G;
+            float *c = cols + ((size_t)t * G * G + p) * K;
+            for (int ch = 0; ch < 3; ch++)
+                for (int ky = 0; ky < P; ky++)
+                    memcpy(c + (ch * P + ky) * P, px + ((size_t)ch * S + py * P + ky) * S + pxx * P, sizeof(float) * P);
+        }
+    }
+}
+
+void cpu_clip_embed(float *x, const float *patches, const float *class_emb, const float *pos_emb, int n_tiles, int GG,
+                    int d) {
+    const int NP = GG + 1;
+    /* tiles and rows from the last so that the one-tile in-place form (patches = x + d) reads each
+     * patch value before anything overwrites it: row 1+p of x is row p of patches */
+    for (int t = n_tiles - 1; t >= 0; t--) {
+        float *xt = x + (size_t)t * NP * d;
+        for (int p = NP - 1; p >= 1; p--)
+            for (int j = 0; j < d; j++) xt[(size_t)p * d + j] = patches[((size_t)t * GG + p - 1) * d + j] + pos_emb[(size_t)p * d + j];
+        for (int j = 0; j < d; j++) xt[j] = class_emb[j] + pos_emb[j];
+    }
+}

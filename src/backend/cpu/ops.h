@@ -50,5 +50,15 @@ void cpu_attention_tree(float *out, const float *q, const float *k, const float 
 
 /* out[i] = log_softmax(x)[i] over n values (computed in double). */
 void cpu_log_softmax(double *out, const float *x, int n);
+/* out[i] = x[rows[i] - row0][cols[i]] for pairs with row0 <= rows[i] < row0 + n_rows; x (n_rows, V). */
+void cpu_pick(float *out, const float *x, const int *rows, const int *cols, int n, int row0, int n_rows, int V);
+
+/* CLIP patch-convolution input: cols (n_tiles*G*G, 3*P*P) = the P×P patches of pixels
+ * (n_tiles, 3, S, S), G = S/P, patch-major; each row is (channel, row, column) like the conv weight. */
+void cpu_patchify(float *cols, const float *pixels, int n_tiles, int S, int P);
+/* CLIP embeddings x (n_tiles*(GG+1), d): row t*(GG+1) = class_emb + pos[0], row t*(GG+1)+1+p =
+ * patches[t*GG+p] + pos[1+p]. For one tile patches may be x + d (in place). */
+void cpu_clip_embed(float *x, const float *patches, const float *class_emb, const float *pos_emb, int n_tiles, int GG,
+                    int d);
 
 #endif

@@ -26,9 +26,14 @@
  *   full:   every key;
  *   causal: key j <= (k_len - q_len) + i   (prefill after a cached prefix; decode q_len 1);
  *   tree:   keys < n_prefix, and n_prefix + a for every ancestor a of i (itself included).
+ *   causal with a tree tail (batched label scoring): the last tail_len[s] queries and keys of
+ *           sequence s are a label trie after its prompt: a prompt query is causal; tail query
+ *           n_prefix + a sees the prompt keys and the tail keys of a's ancestors (itself included).
  * Twins: cpu_attention, cpu_attention_tree (backend/cpu/ops.c).
  */
 #include "backend/cuda/common.cuh"
+
+#include <climits>
 
 enum { ATT_FULL = 0, ATT_CAUSAL = 1, ATT_TREE = 2 };
 
@@ -36,7 +41,9 @@ struct AttnParams {
     uint16_t *out;
     const uint16_t *q, *k, *v;
     const int *q_start, *k_start; /* varlen modes, device, n_seqs + 1 */
-    const int *parent;            /* tree mode, device, n_q */
+    const int *parent;            /* tree mode: device, n_q; tree tail: indexed by packed query row,
+                                     values relative to the sequence's tail start (-1 = root) */
+    const int *tail_len;          /* causal mode, device, n_seqs (NULL: no tree tails) */
     int tree_nq, tree_nprefix;
     int heads, kv_heads, group, hd, kv_stride, q_stride;
     int mode;
@@ -49,17 +56,26 @@ struct AttnParams {
 
 __device__ __forceinline__ int ceil_div_d(int a, int b) { return (a + b - 1) / b; }
 
+/* tq0 / tfrom: first query / key index (within the sequence) of the tree part (tfrom = INT_MAX
+ * when there is none); par: parents of the tree queries, indexed from tq0. */
 struct SeqInfo {
-    int q0, qlen, k0, klen;
+    int q0, qlen, k0, klen, tq0, tfrom;
+    const int *par;
 };
 
 __device__ __forceinline__ SeqInfo seq_info(const AttnParams &p, int s) {
     SeqInfo si;
     if (p.mode == ATT_TREE) {
         si.q0 = 0, si.qlen = p.tree_nq, si.k0 = 0, si.klen = p.tree_nprefix + p.tree_nq;
+        si.tq0 = 0, si.tfrom = p.tree_nprefix, si.par = p.parent;
     } else {
         si.q0 = p.q_start[s], si.qlen = p.q_start[s + 1] - si.q0;
         si.k0 = p.k_start[s], si.klen = p.k_start[s + 1] - si.k0;
+        si.tq0 = 0, si.tfrom = INT_MAX, si.par = NULL;
+        if (p.tail_len) {
+            int tl = p.tail_len[s];
+            if (tl > 0) si.tq0 = si.qlen - tl, si.tfrom = si.klen - tl, si.par = p.parent + si.q0 + si.tq0;
+        }
     }
     return si;
 }
@@ -81,9 +97,9 @@ __device__ __forceinline__ bool tree_sees(const int *parent, int i, int a) {
     return x == a;
 }
 
-__device__ __forceinline__ bool visible(const AttnParams &p, int lim, int i, int kj) {
+__device__ __forceinline__ bool visible(const SeqInfo &si, int lim, int i, int kj) {
     if (kj > lim) return false;
-    if (p.mode == ATT_TREE && kj >= p.tree_nprefix) return tree_sees(p.parent, i, kj - p.tree_nprefix);
+    if (kj >= si.tfrom) return tree_sees(si.par, i - si.tq0, kj - si.tfrom);
     return true;
 }
 
@@ -283,7 +299,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1) attn_mma_kernel(AttnParams p) {
             }
 
             /* mask, scale, online softmax; element e of tile nt: row gid + 8*(e>>1), key nt*8 + tig*2 + (e&1) */
-            const bool tree_tile = p.mode == ATT_TREE && kb + MMA_BK > p.tree_nprefix;
+            const bool tree_tile = kb + MMA_BK > si.tfrom;
             float mx[2] = {m[0], m[1]};
 #pragma unroll
             for (int rs = 0; rs < 2; rs++) {
@@ -300,7 +316,7 @@ __global__ void __launch_bounds__(WARPS * 32, 1) attn_mma_kernel(AttnParams p) {
 #pragma unroll
                         for (int e = 0; e < 2; e++) {
                             int kj = kb + nt * 8 + tig * 2 + e;
-                            float x = visible(p, lim[rs], qi[rs], kj) ? sc[nt][2 * rs + e] * p.scale_log2 : -INFINITY;
+                            float x = visible(si, lim[rs], qi[rs], kj) ? sc[nt][2 * rs + e] * p.scale_log2 : -INFINITY;
                             sc[nt][2 * rs + e] = x;
                             mx[rs] = fmaxf(mx[rs], x);
                         }
@@ -487,7 +503,7 @@ __global__ void __launch_bounds__(GEN_THREADS, 1) attn_generic_kernel(AttnParams
 #pragma unroll
                 for (int off = TPR / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
                 int kj = kb + jc + jj;
-                sc[jj] = visible(p, lim, i, kj) ? part * p.scale_log2 : -INFINITY;
+                sc[jj] = visible(si, lim, i, kj) ? part * p.scale_log2 : -INFINITY;
                 mx = fmaxf(mx, sc[jj]);
             }
             float mu = mx == -INFINITY ? 0.f : mx;
@@ -650,4 +666,20 @@ extern "C" void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const
     p.mode = ATT_TREE;
     p.scale_log2 = scale * 1.4426950408889634f;
     attention_launch(c, p, 1, n_q, n_prefix + n_q);
+}
+
+extern "C" void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
+                                         const int *q_start, const int *k_start, const int *tail_len,
+                                         const int *parent, int n_seqs, int max_q, int heads, int kv_heads, int hd,
+                                         int kv_stride, float scale) {
+    if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
+    ctx_use(c);
+    AttnParams p = {};
+    p.out = out, p.q = q, p.k = k, p.v = v;
+    p.q_start = q_start, p.k_start = k_start, p.tail_len = tail_len, p.parent = parent;
+    p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
+    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
+    p.mode = ATT_CAUSAL;
+    p.scale_log2 = scale * 1.4426950408889634f;
+    attention_launch(c, p, n_seqs, max_q, 0);
 }

@@ -219,3 +219,78 @@ extern "C" void cuda_download_bf16_as_f32(cuda_ctx *c, float *host_dst, const bf
         }
     }
 }
+
+/* ---- asynchronous work: page-locked host buffers, async copies, events ------------------------ */
+
+extern "C" void *cuda_host_alloc(size_t bytes, const char *what, llava_err *err) {
+    void *p = NULL;
+    cudaError_t e = cudaMallocHost(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        cuda_fail(err, e, what);
+        return NULL;
+    }
+    return p;
+}
+
+extern "C" void cuda_host_free(void *p) {
+    if (p) CUDA_CHECK(cudaFreeHost(p));
+}
+
+extern "C" void cuda_upload_async(cuda_ctx *c, void *dst, const void *pinned_src, size_t bytes) {
+    if (!bytes) return;
+    ctx_use(c);
+    CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, bytes, cudaMemcpyHostToDevice, c->stream));
+}
+
+extern "C" void cuda_download_async(cuda_ctx *c, void *pinned_dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    ctx_use(c);
+    CUDA_CHECK(cudaMemcpyAsync(pinned_dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+}
+
+extern "C" void cuda_copy_2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                             size_t rows) {
+    if (!width || !rows) return;
+    ctx_use(c);
+    CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, c->stream));
+}
+
+extern "C" cuda_event *cuda_event_new(void) {
+    cudaEvent_t e;
+    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return (cuda_event *)e;
+}
+
+extern "C" void cuda_event_free(cuda_event *ev) {
+    if (ev) CUDA_CHECK(cudaEventDestroy((cudaEvent_t)ev));
+}
+
+extern "C" void cuda_event_record(cuda_ctx *c, cuda_event *ev) {
+    ctx_use(c);
+    CUDA_CHECK(cudaEventRecord((cudaEvent_t)ev, c->stream));
+}
+
+extern "C" void cuda_event_sync(cuda_event *ev) { CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)ev)); }
+
+extern "C" int cuda_event_done(cuda_event *ev) {
+    cudaError_t e = cudaEventQuery((cudaEvent_t)ev);
+    if (e == cudaErrorNotReady) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    CUDA_CHECK(e);
+    return 1;
+}
+
+extern "C" cuda_event *cuda_event_new_timed(void) {
+    cudaEvent_t e;
+    CUDA_CHECK(cudaEventCreate(&e));
+    return (cuda_event *)e;
+}
+
+extern "C" float cuda_event_ms(cuda_event *a, cuda_event *b) {
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, (cudaEvent_t)a, (cudaEvent_t)b));
+    return ms;
+}

@@ -38,6 +38,24 @@ void cuda_download(cuda_ctx *c, void *host_dst, const void *src, size_t bytes); 
 void cuda_memset(cuda_ctx *c, void *dst, int byte, size_t bytes);
 void cuda_copy(cuda_ctx *c, void *dst, const void *src, size_t bytes); /* device to device */
 
+/* Asynchronous work for pipelined steps (the scheduler): page-locked host buffers, copies that
+ * return at once (the host buffer must stay untouched until an event recorded after the copy has
+ * completed), strided device copies and events on the context's stream. */
+typedef struct cuda_event cuda_event;
+void *cuda_host_alloc(size_t bytes, const char *what, llava_err *err); /* page-locked; NULL + message */
+void cuda_host_free(void *p);
+void cuda_upload_async(cuda_ctx *c, void *dst, const void *pinned_src, size_t bytes);
+void cuda_download_async(cuda_ctx *c, void *pinned_dst, const void *src, size_t bytes);
+/* rows × width bytes from src (row pitch spitch) to dst (row pitch dpitch), device to device */
+void cuda_copy_2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t rows);
+cuda_event *cuda_event_new(void);
+void cuda_event_free(cuda_event *ev);
+void cuda_event_record(cuda_ctx *c, cuda_event *ev);
+void cuda_event_sync(cuda_event *ev);
+int cuda_event_done(cuda_event *ev); /* 1 when all work before the record has completed */
+cuda_event *cuda_event_new_timed(void);           /* an event that can be timed */
+float cuda_event_ms(cuda_event *a, cuda_event *b); /* ms between two completed timed events */
+
 /* host float32 → device bf16 (round to nearest even), n values; uses a staging buffer */
 int cuda_upload_f32_as_bf16(cuda_ctx *c, bf16 *dst, const float *host_src, size_t n, llava_err *err);
 /* device bf16 → host float32 */
@@ -74,6 +92,15 @@ void cuda_scatter_rows(cuda_ctx *c, bf16 *dst, const bf16 *src, const int *idx, 
 /* dst rows i ← src rows idx[i] (gather) */
 void cuda_gather_rows(cuda_ctx *c, bf16 *dst, const bf16 *src, const int *idx, int n, int d);
 
+/* CLIP patch embedding input: cols (n_tiles*G*G, 3*P*P) bf16 = the P×P patches of pixels
+ * (n_tiles, 3, S, S) fp32 (G = S / P), patch-major, channel then row then column within a patch
+ * (the conv weight's layout), so cols · patch_wᵀ is the stride-P convolution. */
+void cuda_patchify(cuda_ctx *c, bf16 *cols, const float *pixels, int n_tiles, int S, int P);
+/* CLIP embeddings: x (n_tiles*(GG+1), d) where row t*(GG+1) = class_emb + pos[0] and row t*(GG+1)+1+p
+ * = patches[t*GG+p] + pos[1+p] (fp32 adds, bf16 out). */
+void cuda_clip_embed(cuda_ctx *c, bf16 *x, const bf16 *patches, const bf16 *class_emb, const bf16 *pos_emb, int n_tiles,
+                     int GG, int d);
+
 /* RoPE, half-split pairs, in place on x (n, heads*hd) with row stride `stride` elements;
  * token i at position pos[i] (device int32). Angles in fp32 as cpu_rope. */
 void cuda_rope(cuda_ctx *c, bf16 *x, int n, int heads, int hd, int stride, const int *pos, float theta);
@@ -95,8 +122,22 @@ void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const 
 void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int n_q, int n_prefix,
                          const int *parent, int heads, int kv_heads, int hd, int kv_stride, float scale);
 
+/* Packed prompts each followed by a label trie, in one launch (batched label scoring): causal
+ * attention over sequences as cuda_attention (q_len == k_len), except that the last tail_len[s]
+ * (device, n_seqs; 0 = none) queries/keys of sequence s form a tree: tail query a sees the
+ * sequence's first k_len - tail_len keys and the tail keys of its ancestors (itself included).
+ * parent (device) is indexed by packed query row; for a tail row it holds the parent's index within
+ * the tail (-1 = root; parents precede children). */
+void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
+                              const int *k_start, const int *tail_len, const int *parent, int n_seqs, int max_q,
+                              int heads, int kv_heads, int hd, int kv_stride, float scale);
+
 /* out (rows, V) fp32 log-softmax of logits (rows, V) fp32; out may alias logits. */
 void cuda_log_softmax(cuda_ctx *c, float *out, const float *logits, int rows, int V);
+/* out[i] = x[rows[i] - row0][cols[i]] for the pairs with row0 <= rows[i] < row0 + n_rows (others
+ * untouched): the log-probabilities label scoring needs, picked from a chunk of rows (n_rows, V). */
+void cuda_pick(cuda_ctx *c, float *out, const float *x, const int *rows, const int *cols, int n, int row0, int n_rows,
+               int V);
 /* argmax of each row of logits (rows, V) into idx (device int32); ties → lowest index */
 void cuda_argmax(cuda_ctx *c, int *idx, const float *logits, int rows, int V);
 

@@ -4,7 +4,8 @@
  * keeping its own running max and rescaling its sum (online softmax), combines the per-thread pairs,
  * and a second pass writes x - lse; out may alias logits (each element is read then written by the
  * same thread). argmax breaks ties toward the lowest index and ignores NaN (cpu twin: a plain scan).
- * Twin: cpu_log_softmax (double precision, one row).
+ * Twin: cpu_log_softmax (double precision, one row). cuda_pick gathers the (row, token) entries label
+ * scoring needs from a chunk of log-softmaxed rows (twin: cpu_pick).
  */
 #include <float.h>
 #include <limits.h>
@@ -117,5 +118,22 @@ extern "C" void cuda_argmax(cuda_ctx *c, int *idx, const float *logits, int rows
     if (rows <= 0 || V <= 0) return;
     ctx_use(c);
     argmax_kernel<<<rows, SM_THREADS, 0, c->stream>>>(idx, logits, V);
+    LAUNCH_CHECK();
+}
+
+__global__ void pick_kernel(float *out, const float *x, const int *rows, const int *cols, int n, int row0, int n_rows,
+                            int V) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    int r = rows[i] - row0;
+    if (r < 0 || r >= n_rows) return;
+    out[i] = x[(size_t)r * V + cols[i]];
+}
+
+extern "C" void cuda_pick(cuda_ctx *c, float *out, const float *x, const int *rows, const int *cols, int n, int row0,
+                          int n_rows, int V) {
+    if (n <= 0 || n_rows <= 0) return;
+    ctx_use(c);
+    pick_kernel<<<ceil_div(n, 256), 256, 0, c->stream>>>(out, x, rows, cols, n, row0, n_rows, V);
     LAUNCH_CHECK();
 }

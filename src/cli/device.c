@@ -1,0 +1,54 @@
+/* device.c — see device.h. */
+#include "cli/device.h"
+
+#include <string.h>
+
+#include "cli/args.h"
+
+int cli_want_gpu(const char *device, char *name, size_t name_len, llava_err *err) {
+    if (!strcmp(device, "cpu")) return 0;
+    if (llava_gpu_available(name, name_len) > 0) return 1;
+    if (!strcmp(device, "cuda")) return llava_errf(err, "--device cuda: no CUDA device is available; use --device cpu");
+    return 0;
+}
+
+int cli_device_open(llava_model **m, llava_gpu **gpu, const char *dir, const char *device, const llava_gpu_params *gp,
+                    const char *who, llava_err *err) {
+    *gpu = NULL;
+    if (llava_gpu_load(gpu, *m, gp, err)) {
+        if (!strcmp(device, "cuda")) return -1;
+        fprintf(stderr, "%s: warning: %s; running on the CPU\n", who, err->msg);
+        *gpu = NULL;
+        llava_model_free(*m);
+        *m = NULL;
+        if (llava_model_load_ex(m, dir, 1, err)) {
+            llava_err_prefix(err, "cannot load the model %s", dir);
+            return -1;
+        }
+        return 0;
+    }
+    const llava_gpu_info *in = llava_gpu_get_info(*gpu);
+    fprintf(stderr, "%s: %s: weights %.1f GiB, buffers %.1f GiB (steps of %d tokens, %d vision tiles a pass%s", who,
+            in->device, in->weights_gib, in->buffers_gib, in->step_tokens, in->vision_tiles,
+            in->kv_tokens ? ", KV cache " : ")\n");
+    if (in->kv_tokens) fprintf(stderr, "%d positions)\n", in->kv_tokens);
+    return 0;
+}
+
+int cli_gpu_flag(int argc, char **argv, int *i, llava_gpu_params *gp, llava_err *err) {
+    const char *v = NULL;
+    int r;
+    if ((r = arg_match(argc, argv, i, "--gpu-mem-limit", 1, &v)) != 0) {
+        double d;
+        if (r < 0 || arg_float(v, 1, 1e6, &d)) return llava_errf(err, "--gpu-mem-limit needs a size in GiB (>= 1)");
+        gp->mem_limit_gib = d;
+        return 1;
+    }
+    if ((r = arg_match(argc, argv, i, "--step-tokens", 1, &v)) != 0) {
+        long n;
+        if (r < 0 || arg_int(v, 2048, 1 << 20, &n)) return llava_errf(err, "--step-tokens needs a number in 2048..1048576");
+        gp->step_tokens = (int)n;
+        return 1;
+    }
+    return 0;
+}

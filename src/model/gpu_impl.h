@@ -1,0 +1,92 @@
+/* gpu_impl.h — private to src/model/gpu*.c: the device model's layout (weights, reserved buffers)
+ * and the blocks that the one-request path (gpu.c) and the batched step (gpu_step.c) share.
+ * Nothing outside src/model includes this; the public interface is gpu.h.
+ */
+#ifndef LLAVA_GPU_IMPL_H
+#define LLAVA_GPU_IMPL_H
+
+#ifdef LLAVA_CUDA
+
+#include "backend/cuda/cuda_ops.h"
+#include "model/gpu.h"
+
+typedef struct {
+    bf16 *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b, *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} gclip_layer;
+
+typedef struct {
+    bf16 *attn_norm;      /* (H) */
+    bf16 *wq;             /* (QD, H) */
+    bf16 *w_kv;           /* (2*KD, H): k_proj rows then v_proj rows: one GEMM gives [k | v] per token */
+    bf16 *wo;             /* (H, QD) */
+    bf16 *mlp_norm;       /* (H) */
+    bf16 *w_gu;           /* (2I, H): gate rows then up rows */
+    bf16 *w_down;         /* (H, I) */
+} gdec_layer;
+
+struct llava_gpu {
+    const llava_model *m;
+    cuda_ctx *c;
+    llava_gpu_info info;
+    int max_tiles;        /* tiles of the largest anyres grid (+ base) */
+    int vis_tiles;        /* tiles one vision pass holds (>= max_tiles) */
+    int step_tokens;      /* A: packed tokens the activation buffers hold */
+    int step_seqs;        /* sequences one step may hold */
+    int kv_tokens;        /* C: KV-cache positions (0: no cache, classification only) */
+    int max_tree;         /* logits rows per LM-head chunk */
+    /* weights */
+    bf16 *patch_w, *class_emb, *pos_emb, *pre_ln_w, *pre_ln_b;
+    gclip_layer *cl;
+    bf16 *p_w1, *p_b1, *p_w2, *p_b2, *newline;
+    bf16 *embed, *norm, *lm_head;
+    gdec_layer *dl;
+    /* vision buffers (vis_tiles tiles, NP tokens each) */
+    float *v_pix;         /* (vis_tiles, 3, S, S) fp32 pixels */
+    bf16 *v_cols;         /* (vis_tiles*GG, 3*P*P) patches */
+    bf16 *v_x, *v_h, *v_q, *v_k, *v_v; /* (vis_tiles*NP, Dv) */
+    bf16 *v_mlp;          /* (vis_tiles*NP, max(Iv, Ht)) */
+    bf16 *v_tmp;          /* (vis_tiles*NP + 1, max(Ht, Dv)): projector output + newline row */
+    int *v_qs;            /* constant: t*NP for t = 0..vis_tiles (tile starts for attention) */
+    int *v_drop_cls;      /* constant: t*NP + 1 + p (rows without the CLS token) */
+    int *v_ids;           /* scratch index list (max(step_tokens, vis_tiles*NP)) */
+    bf16 *feats;          /* (step_tokens, Ht) packed image features */
+    int n_feats, last_tiles;
+    /* decoder buffers (step_tokens tokens) */
+    bf16 *x;              /* (A, Ht) bf16 embeddings + image features */
+    float *xf;            /* (A, Ht) fp32 residual stream */
+    bf16 *h, *q, *att;    /* (A, Ht), (A, QD), (A, QD) */
+    bf16 *kvt;            /* (A, 2*KD) this layer's [k | v] */
+    bf16 *gu, *act;       /* (A, 2I), (A, I) */
+    bf16 *kc, *vc;        /* (L, C, KD) KV cache (NULL when C = 0) */
+    float *logits;        /* (max_tree, V) */
+    int *d_ids, *d_pos, *d_idx, *d_parent; /* (max(A, max_tree)) one-request path */
+    int *d_starts;        /* 4 */
+    int *d_step;          /* step index lists (see gpu_step.c), gpu_step_ints(A, step_seqs) ints */
+    float *d_out;         /* (A) picked log-probabilities */
+    int len;              /* tokens in the KV cache */
+};
+
+/* Decoder arguments: cached = one sequence at KV-cache rows g->len.. (tree: label trie after the
+ * cache); otherwise the packed step (sequences qs, tree tails tail/parent, all device arrays). */
+typedef struct {
+    int n;
+    int cached, tree;
+    const int *pos;       /* device positions (NULL: g->d_pos) */
+    const int *qs, *tail, *parent;
+    int n_seqs, max_q;
+} gpu_dec_args;
+
+/* Vision tower over n_tiles tiles whose fp32 pixels are in g->v_pix; leaves the projected
+ * features (n_tiles*(NP-1) rows, then the newline row) in g->v_tmp. */
+void gpu_vision(llava_gpu *g, int n_tiles);
+/* Decoder over the staged embeddings g->x (bf16, positions g->d_pos); final-normed hidden states
+ * in g->h. */
+void gpu_decoder(llava_gpu *g, const gpu_dec_args *a);
+/* Row order that packs one image's projected features (n_tiles*(NP-1) rows + newline row nsel)
+ * into its anyres layout: malloc'd, *count entries (= llava_model_image_tokens). */
+int *gpu_pack_order(const llava_model *m, int n_tiles, int H, int W, int *count);
+/* ints of g->d_step a step of A tokens and S sequences needs */
+size_t gpu_step_ints(int A, int S);
+
+#endif
+#endif

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One GPU-machine session for issues 4/5 (run there from the repository root, with .gpu/ from
+# tools/device_bundle.sh carried): the CUDA tests, a random-weight LLaVA-NeXT-Mistral-7B checkpoint,
+# `llava bench` on workload W1 (free memory and a 22 GiB cap), `llava run` on the 7B, and the
+# transformers baseline on the same card. Logs and JSON go to $OUT (default /tmp/gpu-out).
+#   bash tools/gpu_session.sh tests|bench|hf|all [images]
+set -u
+export LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-}
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+what=${1:-all}
+N=${2:-192}
+CK=/tmp/r7b
+IMG=/tmp/w1-jpegs
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
+if [ "$what" = tests ] || [ "$what" = all ]; then
+    .gpu/test_ops >"$OUT/test_ops.log" 2>&1; echo "test_ops rc=$?"; tail -n 3 "$OUT/test_ops.log"
+    .gpu/test_gpu_model >"$OUT/test_gpu_model.log" 2>&1; echo "test_gpu_model rc=$?"
+    grep -E "^(FAIL|RESULT)|scheduler" "$OUT/test_gpu_model.log" | head -n 20
+fi
+if [ "$what" = bench ] || [ "$what" = all ]; then
+    [ -f $CK/config.json ] || { t=$(date +%s); python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1; echo "checkpoint rc=$? $(( $(date +%s) - t )) s"; }
+    # W1 end to end, all memory; then at a 22 GiB cap (A10G-class)
+    ( while :; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.5; done ) >"$OUT/smi.txt" &
+    smi=$!
+    .gpu/llava bench -m $CK --images "$N" --images-dir $IMG --threads 12 --price-per-hour 2.5 --json \
+        >"$OUT/bench_w1.json" 2>"$OUT/bench_w1.err"; echo "bench rc=$?"
+    kill $smi; sort -n "$OUT/smi.txt" | tail -n 1 | sed 's/^/nvidia-smi peak MiB (bench, no cap): /'
+    ( while :; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.5; done ) >"$OUT/smi22.txt" &
+    smi=$!
+    .gpu/llava bench -m $CK --images "$N" --threads 12 --gpu-mem-limit 22 --json \
+        >"$OUT/bench_w1_22g.json" 2>"$OUT/bench_w1_22g.err"; echo "bench 22GiB rc=$?"
+    kill $smi; sort -n "$OUT/smi22.txt" | tail -n 1 | sed 's/^/nvidia-smi peak MiB (bench, 22 GiB cap): /'
+    cat "$OUT/bench_w1.err" "$OUT/bench_w1_22g.err" | tail -n 6
+    python3 - "$OUT/bench_w1.json" "$OUT/bench_w1_22g.json" <<'PY'
+import json, sys
+for p in sys.argv[1:]:
+    try:
+        j = json.load(open(p))
+    except Exception as e:
+        print(p, "unreadable", e); continue
+    print(p.split("/")[-1], "images/s %.3f" % j["images_per_s"], "TFLOP/s %.1f" % j["achieved_tflops"],
+          "ceiling %s" % j["gemm_ceiling_tflops"], "pct %s" % j["pct_of_ceiling"], "batch %.2f" % j["mean_batch"],
+          "p50 %.1f ms p99 %.1f ms" % (j["latency_ms"]["p50"], j["latency_ms"]["p99"]), "stages", j["stages_ms_per_image"],
+          "gpu", j.get("gpu_memory"), "check", j["check_max_prob_diff"], "step_tokens", j.get("step_tokens"))
+PY
+    # generation on the 7B (run): the KV cache from free memory
+    .gpu/llava run -m $CK -i "$(ls $IMG/*.jpg | head -n 1)" -p "What is shown in this image?" -n 16 --device cuda --json \
+        >"$OUT/run7b.json" 2>"$OUT/run7b.err"; echo "run 7B rc=$?"; tail -n 2 "$OUT/run7b.err"
+    python3 -c "import json;j=json.load(open('$OUT/run7b.json'));print({k:j[k] for k in j if k in ('prompt_tokens','n_generated','timings','finish_reason')})" 2>&1 | head -c 600; echo
+fi
+if [ "$what" = hf ] || [ "$what" = all ]; then
+    python3 tools/bench_hf.py -m $CK --images $IMG -n 64 --batches "${HF_BATCHES:-1,16,32}" --price-per-hour 2.5 \
+        >"$OUT/bench_hf.jsonl" 2>"$OUT/bench_hf.err"; echo "bench_hf rc=$?"
+    tail -n 4 "$OUT/bench_hf.jsonl"
+fi
