@@ -10,6 +10,8 @@
 #include "model/gpu.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/gpu_impl.h"
@@ -85,8 +87,50 @@ double llava_gpu_mem_used_gib(void) {
     return (double)(t - f) / GIB;
 }
 
+static const char *const PR_NAMES[PR_N] = {"vision tower + projector", "embeddings + features", "q/kv GEMMs",
+                                            "rope", "attention", "o GEMM", "residual + rmsnorm", "gate/up GEMM",
+                                            "swiglu", "down GEMM", "LM head + pick"};
+
+void gpu_prof_begin(llava_gpu *g) {
+    gpu_prof *p = &g->prof;
+    if (!p->on || p->n + 2 > PR_EVENTS) return;
+    cuda_event_record(g->c, p->ev[p->n]);
+}
+
+void gpu_prof_end(llava_gpu *g, int kind) {
+    gpu_prof *p = &g->prof;
+    if (!p->on || p->n + 2 > PR_EVENTS) return;
+    cuda_event_record(g->c, p->ev[p->n + 1]);
+    p->kind[p->n / 2] = kind;
+    p->n += 2;
+}
+
+void gpu_prof_collect(llava_gpu *g) {
+    gpu_prof *p = &g->prof;
+    if (!p->on) return;
+    cuda_sync(g->c);
+    for (int i = 0; i < p->n; i += 2) {
+        p->ms[p->kind[i / 2]] += cuda_event_ms(p->ev[i], p->ev[i + 1]);
+        p->calls[p->kind[i / 2]]++;
+    }
+    p->n = 0;
+}
+
+static void prof_report(llava_gpu *g) {
+    gpu_prof *p = &g->prof;
+    double tot = 0;
+    for (int k = 0; k < PR_N; k++) tot += p->ms[k];
+    fprintf(stderr, "llava: LLAVA_PROFILE device time by op kind (%.1f ms in all):\n", tot);
+    for (int k = 0; k < PR_N; k++)
+        if (p->calls[k])
+            fprintf(stderr, "  %-26s %9.2f ms %5.1f%%  %ld launches\n", PR_NAMES[k], p->ms[k],
+                    tot > 0 ? 100 * p->ms[k] / tot : 0, p->calls[k]);
+    for (int i = 0; i < PR_EVENTS; i++) cuda_event_free(p->ev[i]);
+}
+
 void llava_gpu_free(llava_gpu *g) {
     if (!g) return;
+    if (g->prof.on) prof_report(g);
     const llava_config *c = &g->m->cfg;
     void *ptrs[] = {g->patch_w, g->class_emb, g->pos_emb, g->pre_ln_w, g->pre_ln_b, g->p_w1, g->p_b1, g->p_w2, g->p_b2,
                     g->newline, g->embed, g->norm, g->lm_head == g->embed ? NULL : g->lm_head, g->v_pix, g->v_cols,
@@ -179,14 +223,14 @@ static int upload_weights(llava_gpu *g, llava_err *err) {
     return 0;
 }
 
-size_t gpu_step_ints(int A, int S) { return (size_t)8 * A + 3 * (size_t)S + 16; }
+size_t gpu_step_ints(int A, int S) { return (size_t)10 * A + 5 * (size_t)S + 16; }
 
 /* bytes of the decoder buffers per step token, and of the KV cache per position */
 static size_t step_token_bytes(const llava_config *c) {
     const size_t Ht = c->text.hidden, I = c->text.intermediate, QD = (size_t)c->text.heads * c->text.head_dim,
                  KD = (size_t)c->text.kv_heads * c->text.head_dim;
     return sizeof(bf16) * (Ht /* x */ + Ht /* h */ + QD /* q */ + QD /* att */ + 2 * KD + 2 * I + I + Ht /* feats */) +
-           sizeof(float) * Ht /* xf */ + sizeof(int) * (8 + 4) + sizeof(float);
+           sizeof(float) * Ht /* xf */ + sizeof(int) * (10 + 4) + sizeof(float);
 }
 static size_t kv_token_bytes(const llava_config *c) {
     return sizeof(bf16) * 2 * (size_t)c->text.layers * c->text.kv_heads * c->text.head_dim;
@@ -280,6 +324,13 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
     if (g->vis_tiles > 64) g->vis_tiles = max_tiles > 64 ? max_tiles : 64;
     g->max_tree = 1024;
     if (cuda_ctx_new(&g->c, 0, err)) goto fail;
+    {
+        const char *pe = getenv("LLAVA_PROFILE");
+        if (pe && *pe && strcmp(pe, "0")) {
+            g->prof.on = 1;
+            for (int i = 0; i < PR_EVENTS; i++) g->prof.ev[i] = cuda_event_new_timed();
+        }
+    }
     size_t free0 = 0, tot = 0, free1 = 0;
     cuda_mem_info(&free0, &tot);
     if (upload_weights(g, err)) goto fail;
@@ -462,14 +513,35 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
     }
     for (int l = 0; l < c->layers; l++) {
         const gdec_layer *y = &g->dl[l];
+        const int last = l + 1 == c->layers;
+        const int keep = last && a->keep_rows && !a->cached && gpu_can_keep(g, a->n_keep);
+        const int m = keep ? a->n_keep : n; /* rows that go on past the attention */
         if (l == 0) {
+            gpu_prof_begin(g);
             cuda_bf16_to_f32(g->c, g->xf, g->x, (size_t)n * H);
             cuda_add_rmsnorm_f32(g->c, g->h, g->xf, NULL, y->attn_norm, n, H, c->eps);
+            gpu_prof_end(g, PR_NORM);
         }
-        cuda_linear(g->c, g->q, g->h, y->wq, NULL, n, H, QD);
+        float *xf = g->xf;
+        gpu_prof_begin(g);
         cuda_linear(g->c, g->kvt, g->h, y->w_kv, NULL, n, H, 2 * KD);
-        cuda_rope(g->c, g->q, n, c->heads, hd, QD, pos, (float)c->rope_theta);
-        cuda_rope(g->c, g->kvt, n, c->kv_heads, hd, 2 * KD, pos, (float)c->rope_theta);
+        if (keep) {
+            /* the kept rows' normed input into act (free until the MLP), their queries only */
+            cuda_gather_rows(g->c, g->act, g->h, a->keep_rows, m, H);
+            cuda_linear(g->c, g->q, g->act, y->wq, NULL, m, H, QD);
+        } else {
+            cuda_linear(g->c, g->q, g->h, y->wq, NULL, n, H, QD);
+        }
+        gpu_prof_end(g, PR_QKV);
+        gpu_prof_begin(g);
+        if (keep) {
+            cuda_rope(g->c, g->kvt, n, c->kv_heads, hd, 2 * KD, pos, (float)c->rope_theta);
+            cuda_rope(g->c, g->q, m, c->heads, hd, QD, a->keep_pos, (float)c->rope_theta);
+        } else {
+            cuda_rope_qk(g->c, g->q, c->heads, QD, g->kvt, c->kv_heads, 2 * KD, n, hd, pos, (float)c->rope_theta);
+        }
+        gpu_prof_end(g, PR_ROPE);
+        gpu_prof_begin(g);
         if (a->cached) {
             bf16 *kc = g->kc + l * lstride, *vc = g->vc + l * lstride;
             const size_t row = sizeof(bf16) * KD;
@@ -481,20 +553,49 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
             else
                 cuda_attention(g->c, g->att, g->q, kc, vc, g->d_starts, g->d_starts + 2, 1, n, c->heads, c->kv_heads, hd,
                                KD, 1, scale);
+        } else if (keep) {
+            cuda_attention_tail_tree(g->c, g->att, g->q, g->kvt, g->kvt + KD, a->keep_qs, a->qs, a->tail, a->keep_par,
+                                     a->n_seqs, a->max_keep_q, c->heads, c->kv_heads, hd, 2 * KD, scale);
         } else {
             cuda_attention_tail_tree(g->c, g->att, g->q, g->kvt, g->kvt + KD, a->qs, a->qs, a->tail, a->parent, a->n_seqs,
                                      a->max_q, c->heads, c->kv_heads, hd, 2 * KD, scale);
         }
-        cuda_linear(g->c, g->h, g->att, y->wo, NULL, n, QD, H);
-        cuda_add_rmsnorm_f32(g->c, g->h, g->xf, g->h, y->mlp_norm, n, H, c->eps); /* x += attn; h = norm(x) */
-        cuda_linear(g->c, g->gu, g->h, y->w_gu, NULL, n, H, 2 * I);
-        cuda_swiglu(g->c, g->act, g->gu, n, I);
-        cuda_linear(g->c, g->h, g->act, y->w_down, NULL, n, I, H);
-        if (l + 1 < c->layers)
-            cuda_add_rmsnorm_f32(g->c, g->h, g->xf, g->h, g->dl[l + 1].attn_norm, n, H, c->eps);
+        gpu_prof_end(g, PR_ATTN);
+        if (keep) {
+            /* the kept rows of the fp32 residual stream into kvt (free after the attention) */
+            xf = (float *)g->kvt;
+            cuda_gather_rows(g->c, (bf16 *)xf, (const bf16 *)g->xf, a->keep_rows, m, 2 * H);
+        }
+        gpu_prof_begin(g);
+        cuda_linear(g->c, g->h, g->att, y->wo, NULL, m, QD, H);
+        gpu_prof_end(g, PR_WO);
+        gpu_prof_begin(g);
+        cuda_add_rmsnorm_f32(g->c, g->h, xf, g->h, y->mlp_norm, m, H, c->eps); /* x += attn; h = norm(x) */
+        gpu_prof_end(g, PR_NORM);
+        gpu_prof_begin(g);
+        cuda_linear(g->c, g->gu, g->h, y->w_gu, NULL, m, H, 2 * I);
+        gpu_prof_end(g, PR_GU);
+        gpu_prof_begin(g);
+        cuda_swiglu(g->c, g->act, g->gu, m, I);
+        gpu_prof_end(g, PR_SWIGLU);
+        gpu_prof_begin(g);
+        cuda_linear(g->c, g->h, g->act, y->w_down, NULL, m, I, H);
+        gpu_prof_end(g, PR_DOWN);
+        gpu_prof_begin(g);
+        if (!last)
+            cuda_add_rmsnorm_f32(g->c, g->h, xf, g->h, g->dl[l + 1].attn_norm, m, H, c->eps);
         else
-            cuda_add_rmsnorm_f32(g->c, g->h, g->xf, g->h, g->norm, n, H, c->eps); /* final norm */
+            cuda_add_rmsnorm_f32(g->c, g->h, xf, g->h, g->norm, m, H, c->eps); /* final norm */
+        gpu_prof_end(g, PR_NORM);
     }
+}
+
+int gpu_can_keep(const llava_gpu *g, int n_keep) {
+    const llava_text_config *c = &g->m->cfg.text;
+    const size_t KD = (size_t)c->kv_heads * c->head_dim, H = (size_t)c->hidden;
+    /* kept fp32 residual rows in kvt, kept normed rows in act */
+    return (size_t)n_keep * H * sizeof(float) <= (size_t)g->step_tokens * 2 * KD * sizeof(bf16) &&
+           (size_t)n_keep * H <= (size_t)g->step_tokens * c->intermediate;
 }
 
 /* Prefill runs in chunks of step_tokens positions (each chunk attends to the cached ones). */

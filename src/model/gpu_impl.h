@@ -24,9 +24,22 @@ typedef struct {
     bf16 *w_down;         /* (H, I) */
 } gdec_layer;
 
+/* LLAVA_PROFILE=1: device time per op kind, from timed events around every op of a step (the
+ * step then waits for itself, so this is for profile runs only); gpu.c prints the sums at free. */
+enum { PR_VISION, PR_EMBED, PR_QKV, PR_ROPE, PR_ATTN, PR_WO, PR_NORM, PR_GU, PR_SWIGLU, PR_DOWN, PR_HEAD, PR_N };
+#define PR_EVENTS 1024
+typedef struct {
+    int on, n;
+    cuda_event *ev[PR_EVENTS];
+    int kind[PR_EVENTS / 2];
+    double ms[PR_N];
+    long calls[PR_N];
+} gpu_prof;
+
 struct llava_gpu {
     const llava_model *m;
     cuda_ctx *c;
+    gpu_prof prof;
     llava_gpu_info info;
     int max_tiles;        /* tiles of the largest anyres grid (+ base) */
     int vis_tiles;        /* tiles one vision pass holds (>= max_tiles) */
@@ -74,7 +87,15 @@ typedef struct {
     const int *pos;       /* device positions (NULL: g->d_pos) */
     const int *qs, *tail, *parent;
     int n_seqs, max_q;
+    /* packed step, optional: only these rows leave the last layer (the rows the LM head needs):
+     * keep_rows (n_keep packed rows, per sequence its last prompt row then its trie rows), their
+     * positions, per-sequence starts keep_qs (n_seqs+1) and trie parents indexed by kept row.
+     * Then g->h holds the n_keep final-normed rows in that order. */
+    const int *keep_rows, *keep_pos, *keep_qs, *keep_par;
+    int n_keep, max_keep_q;
 } gpu_dec_args;
+/* 1 when gpu_decoder can prune the last layer to n_keep rows (its scratch fits) */
+int gpu_can_keep(const llava_gpu *g, int n_keep);
 
 /* Vision tower over n_tiles tiles whose fp32 pixels are in g->v_pix; leaves the projected
  * features (n_tiles*(NP-1) rows, then the newline row) in g->v_tmp. */
@@ -85,6 +106,10 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a);
 /* Row order that packs one image's projected features (n_tiles*(NP-1) rows + newline row nsel)
  * into its anyres layout: malloc'd, *count entries (= llava_model_image_tokens). */
 int *gpu_pack_order(const llava_model *m, int n_tiles, int H, int W, int *count);
+/* profile marks: start before an op of kind k, end after it (no-ops unless LLAVA_PROFILE=1) */
+void gpu_prof_begin(llava_gpu *g);
+void gpu_prof_end(llava_gpu *g, int kind);
+void gpu_prof_collect(llava_gpu *g); /* after the stream is idle: adds the marks to the sums */
 /* ints of g->d_step a step of A tokens and S sequences needs */
 size_t gpu_step_ints(int A, int S);
 

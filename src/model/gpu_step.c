@@ -14,9 +14,13 @@
  * of max_tree rows, only the rows scoring needs (the last prompt row and every trie row of each
  * sequence) through the LM head, log-softmax, and the pick of (row, token) pairs.
  *
+ * The last decoder layer runs its queries, attention output and MLP only on the R rows the LM
+ * head needs (each sequence's last prompt row and its trie rows; all rows still give K/V), which
+ * leaves those rows in g->h in LM-head order.
  * Int block layout (M packed tokens, S sequences, NI image tokens, R LM-head rows, P pairs):
  *   ids[M] pos[M] qs[S+1] tail[S] parent[M] img_pos[NI] order[NI] rows[R] pick_row[P] pick_col[P]
- * with R = S + P, P = sum of trie sizes; at most 8M + 3S + 1 ints (gpu_step_ints).
+ *   keep_pos[R] keep_qs[S+1] keep_par[R]
+ * with R = S + P, P = sum of trie sizes; at most 10M + 5S + 2 ints (gpu_step_ints).
  */
 #include "model/gpu.h"
 
@@ -176,7 +180,8 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
     int *b = s->pin_ints;
     int *ids = b, *pos = ids + M, *qs = pos + M, *tail = qs + S + 1, *par = tail + S, *img_pos = par + M;
     int *order = img_pos + NI, *rows = order + NI, *prow = rows + R, *pcol = prow + P;
-    const size_t n_ints = (size_t)(pcol + P - b);
+    int *kpos = pcol + P, *kqs = kpos + R, *kpar = kqs + S + 1;
+    const size_t n_ints = (size_t)(kpar + R - b);
     CHECK(n_ints <= gpu_step_ints(g->step_tokens, g->step_seqs));
     /* sequences: tokens, positions, trie tails, image rows, LM-head rows, pick pairs */
     int q0 = 0, ni = 0, r0 = 0;
@@ -192,12 +197,17 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
             if (sid[k] == img) img_pos[ni++] = q0 + k;
         }
         rows[r0] = q0 + sq->n_ids - 1;
+        kpos[r0] = sq->n_ids - 1;
+        kqs[i] = r0;
+        kpar[r0] = -1;
         for (int j = 0; j < sq->n_nodes; j++) {
             const int r = q0 + sq->n_ids + j;
             ids[r] = tk[j];
             pos[r] = pr[j] < 0 ? sq->n_ids : pos[q0 + sq->n_ids + pr[j]] + 1;
             par[r] = pr[j];
             rows[r0 + 1 + j] = r;
+            kpos[r0 + 1 + j] = pos[r];
+            kpar[r0 + 1 + j] = pr[j];
             prow[sq->nodes_off + j] = r0 + (pr[j] < 0 ? 0 : 1 + pr[j]);
             pcol[sq->nodes_off + j] = tk[j];
         }
@@ -205,6 +215,7 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
         r0 += 1 + sq->n_nodes;
     }
     qs[S] = q0;
+    kqs[S] = r0;
     CHECK(q0 == M && ni == NI && r0 == R);
     /* vision passes and the packing order of every image (relative to its pass) */
     vis_pass *vp = xmalloc(sizeof(vis_pass) * (size_t)S);
@@ -232,35 +243,55 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
     /* device work, all asynchronous */
     const int *d = g->d_step;
     const size_t o_ids = 0, o_pos = (size_t)M, o_qs = 2 * (size_t)M, o_tail = o_qs + S + 1, o_par = o_tail + S,
-                 o_img = o_par + M, o_order = o_img + NI, o_rows = o_order + NI, o_prow = o_rows + R, o_pcol = o_prow + P;
+                 o_img = o_par + M, o_order = o_img + NI, o_rows = o_order + NI, o_prow = o_rows + R, o_pcol = o_prow + P,
+                 o_kpos = o_pcol + P, o_kqs = o_kpos + R, o_kpar = o_kqs + S + 1;
     cuda_event_record(g->c, s->tev[0]);
     cuda_upload_async(g->c, g->d_step, b, sizeof(int) * n_ints);
     const size_t px = (size_t)3 * S_px * S_px;
     for (int k = 0; k < n_vp; k++) {
         const vis_pass *v = &vp[k];
+        gpu_prof_begin(g);
         cuda_upload_async(g->c, g->v_pix, s->pix + (size_t)s->seq[v->seq0].tile0 * px, sizeof(float) * v->tiles * px);
         gpu_vision(g, v->tiles);
         cuda_gather_rows(g->c, g->feats + (size_t)v->feat_off * Ht, g->v_tmp, d + o_order + v->order_off, v->n_order, Ht);
+        gpu_prof_end(g, PR_VISION);
     }
     free(vp);
     cuda_event_record(g->c, s->tev[1]);
+    gpu_prof_begin(g);
     cuda_embed(g->c, g->x, g->embed, d + o_ids, M, Ht);
     cuda_scatter_rows(g->c, g->x, g->feats, d + o_img, NI, Ht);
+    gpu_prof_end(g, PR_EMBED);
+    int max_keep = 0;
+    for (int i = 0; i < S; i++)
+        if (1 + s->seq[i].n_nodes > max_keep) max_keep = 1 + s->seq[i].n_nodes;
+    const int keep = gpu_can_keep(g, R);
     gpu_dec_args a = {.n = M, .pos = d + o_pos, .qs = d + o_qs, .tail = d + o_tail, .parent = d + o_par, .n_seqs = S,
                       .max_q = max_q};
+    if (keep) {
+        a.keep_rows = d + o_rows, a.keep_pos = d + o_kpos, a.keep_qs = d + o_kqs, a.keep_par = d + o_kpar;
+        a.n_keep = R, a.max_keep_q = max_keep;
+    }
     gpu_decoder(g, &a);
     cuda_event_record(g->c, s->tev[2]);
+    gpu_prof_begin(g);
     for (int c0 = 0; c0 < R; c0 += g->max_tree) {
         const int cnt = R - c0 < g->max_tree ? R - c0 : g->max_tree;
-        cuda_gather_rows(g->c, g->q, g->h, d + o_rows + c0, cnt, Ht);
-        cuda_linear_f32out(g->c, g->logits, g->q, g->lm_head, cnt, Ht, V);
+        const bf16 *hx = g->h + (size_t)c0 * Ht; /* kept: the rows are already in order */
+        if (!keep) {
+            cuda_gather_rows(g->c, g->q, g->h, d + o_rows + c0, cnt, Ht);
+            hx = g->q;
+        }
+        cuda_linear_f32out(g->c, g->logits, hx, g->lm_head, cnt, Ht, V);
         cuda_log_softmax(g->c, g->logits, g->logits, cnt, V);
         cuda_pick(g->c, g->d_out, g->logits, d + o_prow, d + o_pcol, P, c0, cnt, V);
     }
+    gpu_prof_end(g, PR_HEAD);
     cuda_download_async(g->c, s->pin_out, g->d_out, sizeof(float) * (size_t)P);
     cuda_event_record(g->c, s->tev[3]);
     cuda_event_record(g->c, s->ev);
     s->launched = 1;
+    gpu_prof_collect(g); /* profile runs only: waits for the step */
     return 0;
 }
 

@@ -448,6 +448,18 @@ static void test_rope(int n, int heads, int hd, int extra_cols, int pos_mode, fl
                 if (g[(size_t)i * stride + j] != x[(size_t)i * stride + j]) same = 0;
         expect(same, "rope", shape, "columns past heads*hd untouched");
     }
+    /* q and k in one launch: k = the first kvh heads of a second buffer with its own stride */
+    int kvh = heads > 1 ? heads / 2 : 1, kstride = kvh * hd * 2;
+    float *k = rand_vec((size_t)n * kstride, 1.f), *kref = xmalloc_t((size_t)n * kstride * sizeof(float));
+    memcpy(kref, k, (size_t)n * kstride * sizeof(float));
+    for (int i = 0; i < n; i++) cpu_rope(kref + (size_t)i * kstride, 1, kvh, hd, 0, pos + i, theta);
+    void *dq2 = up_bf16(x, N), *dk2 = up_bf16(k, (size_t)n * kstride);
+    cuda_rope_qk(C, dq2, heads, stride, dk2, kvh, kstride, n, hd, dpos, theta);
+    float *gq = down_bf16(dq2, N), *gk = down_bf16(dk2, (size_t)n * kstride);
+    check("rope_qk.q", shape, gq, ref, N, stride, 1e-2);
+    check("rope_qk.k", shape, gk, kref, (size_t)n * kstride, kstride, 1e-2);
+    free(k), free(kref), free(gq), free(gk);
+    cuda_free(dq2), cuda_free(dk2);
     free(x), free(ref), free(pos), free(g);
     cuda_free(dx), cuda_free(dpos);
 }
@@ -681,6 +693,44 @@ static void test_tail_tree(int ns, const int *plens, const int *tails, int heads
         check_guard(op, desc, dout_, qn * 2);
         free(g);
     }
+    /* only the last prompt row and the trie rows as queries (the pruned last layer): q_len < k_len */
+    int *kq = xmalloc_t((size_t)(ns + 1) * sizeof(int)), max_kq = 0, R = 0;
+    for (int s2 = 0; s2 < ns; s2++) {
+        kq[s2] = R;
+        R += 1 + tails[s2];
+        if (1 + tails[s2] > max_kq) max_kq = 1 + tails[s2];
+    }
+    kq[ns] = R;
+    float *qk = xmalloc_t((size_t)R * heads * hd * sizeof(float)), *rk = xmalloc_t((size_t)R * heads * hd * sizeof(float));
+    int *kpar = xmalloc_t((size_t)R * sizeof(int));
+    for (int s2 = 0; s2 < ns; s2++)
+        for (int j = 0; j <= tails[s2]; j++) {
+            size_t src = (size_t)qs[s2] + plens[s2] - 1 + j, dst = (size_t)kq[s2] + j;
+            memcpy(qk + dst * heads * hd, q + src * heads * hd, sizeof(float) * heads * hd);
+            memcpy(rk + dst * heads * hd, ref + src * heads * hd, sizeof(float) * heads * hd);
+            kpar[dst] = j == 0 ? -1 : parent[qs[s2] + plens[s2] + j - 1];
+        }
+    if (R && plens[0] > 0) {
+        size_t rn = (size_t)R * heads * hd;
+        void *dqk = up_bf16(qk, rn), *dkq = up_bytes(kq, (size_t)(ns + 1) * sizeof(int));
+        void *dkpar = up_bytes(kpar, (size_t)R * sizeof(int)), *dko = out_buf(rn * 2);
+        for (int im = 0; im < n_impl; im++) {
+            cuda_ctx *x = ctx_impl[im];
+            poison(dko, rn * 2);
+            cuda_sync(C);
+            cuda_attention_tail_tree(x, dko, dqk, dkv, (const uint16_t *)dkv + (size_t)kv * hd, dkq, dqs, dtail, dkpar,
+                                     ns, max_kq, heads, kv, hd, kv_stride, scale);
+            cuda_sync(x);
+            float *g = down_bf16(dko, rn);
+            char op[40];
+            snprintf(op, sizeof op, "tailtree-kept[%s]", impl_names[im]);
+            check(op, desc, g, rk, rn, (size_t)heads * hd, 1e-2);
+            check_guard(op, desc, dko, rn * 2);
+            free(g);
+        }
+        cuda_free(dqk), cuda_free(dkq), cuda_free(dkpar), cuda_free(dko);
+    }
+    free(kq), free(qk), free(rk), free(kpar);
     free(qs), free(parent), free(q), free(kvb), free(ref);
     cuda_free(dq), cuda_free(dkv), cuda_free(dqs), cuda_free(dtail), cuda_free(dpar), cuda_free(dout_);
 }

@@ -104,6 +104,9 @@ void cuda_clip_embed(cuda_ctx *c, bf16 *x, const bf16 *patches, const bf16 *clas
 /* RoPE, half-split pairs, in place on x (n, heads*hd) with row stride `stride` elements;
  * token i at position pos[i] (device int32). Angles in fp32 as cpu_rope. */
 void cuda_rope(cuda_ctx *c, bf16 *x, int n, int heads, int hd, int stride, const int *pos, float theta);
+/* the same for q and k of the same tokens in one launch (one cos/sin table) */
+void cuda_rope_qk(cuda_ctx *c, bf16 *q, int q_heads, int q_stride, bf16 *k, int k_heads, int k_stride, int n, int hd,
+                  const int *pos, float theta);
 
 /* Attention over packed variable-length sequences (flash-style: K/V tiles in shared memory,
  * online softmax, no n×n matrix in memory).
