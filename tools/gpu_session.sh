@@ -49,6 +49,27 @@ PY
         >"$OUT/run7b.json" 2>"$OUT/run7b.err"; echo "run 7B rc=$?"; tail -n 2 "$OUT/run7b.err"
     python3 -c "import json;j=json.load(open('$OUT/run7b.json'));print({k:j[k] for k in j if k in ('prompt_tokens','n_generated','timings','finish_reason')})" 2>&1 | head -c 600; echo
 fi
+if [ "$what" = prof ]; then
+    # per-kernel device time of a W1 bench run (nsys when the machine has it)
+    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
+    NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1)
+    if [ -n "$NSYS" ]; then
+        "$NSYS" profile -o /tmp/prof --force-overwrite true -t cuda .gpu/llava bench -m $CK --images 64 --gemm-size 0 \
+            --images-dir $IMG >"$OUT/prof_bench.txt" 2>&1; echo "nsys rc=$?"
+        "$NSYS" stats -r cuda_gpu_kern_sum -f csv -o /tmp/kern /tmp/prof.nsys-rep >/dev/null 2>&1
+        cp /tmp/kern*.csv "$OUT/kernels.csv" 2>/dev/null
+        python3 - "$OUT/kernels.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+tot = sum(float(r["Total Time (ns)"]) for r in rows)
+for r in rows[:25]:
+    print("%5.1f%% %9.1f ms %7s  %s" % (100 * float(r["Total Time (ns)"]) / tot, float(r["Total Time (ns)"]) / 1e6,
+                                       r["Instances"], r["Name"][:110]))
+PY
+    else
+        echo "no nsys on this machine"
+    fi
+fi
 if [ "$what" = hf ] || [ "$what" = all ]; then
     python3 tools/bench_hf.py -m $CK --images $IMG -n 64 --batches "${HF_BATCHES:-1,16,32}" --price-per-hour 2.5 \
         >"$OUT/bench_hf.jsonl" 2>"$OUT/bench_hf.err"; echo "bench_hf rc=$?"

@@ -924,16 +924,18 @@ static void host_selfcheck(void) {
 }
 
 int main(int argc, char **argv) {
-    int bench = 1, attn_only = 0;
+    int bench = 1, attn_only = 0, bench_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-bench"))
             bench = 0;
+        else if (!strcmp(argv[i], "--bench-only"))
+            bench_only = 1;
         else if (!strcmp(argv[i], "--attn-only")) /* e.g. under compute-sanitizer --tool racecheck */
             attn_only = 1, bench = 0;
         else if (!strcmp(argv[i], "--small"))
             small = 1;
         else {
-            fprintf(stderr, "usage: %s [--no-bench] [--attn-only] [--small]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--no-bench] [--bench-only] [--attn-only] [--small]\n", argv[0]);
             return 2;
         }
     }
@@ -968,6 +970,7 @@ int main(int argc, char **argv) {
     cuda_mem_info(&fb, &tb);
     printf("INFO memory: %.1f GiB free of %.1f GiB\n", fb / 1073741824.0, tb / 1073741824.0);
 
+    if (bench_only) goto do_bench;
     if (attn_only) goto attention;
     /* context error paths */
     {
@@ -1152,6 +1155,7 @@ attention:
     test_argmax(64, 32064);
     test_argmax(3, 997);
 
+do_bench:
     if (bench) {
         printf("INFO bench (%s)\n", name);
         bench_linear("mistral.mlp_up", 2478, 4096, 14336, 0);
@@ -1164,6 +1168,8 @@ attention:
         bench_attention("mistral.decode", 32, 1, 2478, 32, 8, 128, 1);
         bench_attention("mistral.labels", 1, 150, 2478 + 150, 32, 8, 128, 1);
         bench_attention("clip.tiles", 10, 577, 577, 16, 16, 64, 0);
+        bench_attention("step.prefill", 25, 2602, 2602, 32, 8, 128, 1);
+        bench_attention("clip.pass", 40, 577, 577, 16, 16, 64, 0);
     }
 
 done:

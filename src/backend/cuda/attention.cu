@@ -13,7 +13,8 @@
  * the CPU twin does).
  *
  * Two kernels:
- *  - attn_mma_kernel<D> (hd 64 or 128, 16-byte aligned K/V): 4 warps × 16 rows, 64-key tiles;
+ *  - attn_mma_kernel<D> (hd 64 or 128, 16-byte aligned K/V): 4 warps × 16 rows, 64-key tiles
+ *    (LLAVA_CUDA_ATTN_CFG=8x1|4x1|4x2|4x3 picks warps × minimum blocks per SM for experiments);
  *    S = Q·Kᵀ and O += P·V on tensor cores with mma.sync.m16n8k16 (bf16 in, fp32 accumulate);
  *    Q fragments live in registers for the whole block, P goes from the S accumulators straight
  *    into A fragments (the C layout of two n8 tiles is the A layout of one k16 step), V fragments
@@ -160,8 +161,8 @@ constexpr int mma_smem_bytes(bool fast) {
  * ldmatrix; otherwise plain loads into one buffer and 32/16-bit fragment loads (a simpler twin kept
  * as a cross-check). Split-KV: blockIdx.z takes one chunk of the keys and writes unnormalized fp32
  * partials (o, m, l) to p.ws; attn_combine_kernel merges them. */
-template <int D, int WARPS, bool FAST>
-__global__ void __launch_bounds__(WARPS * 32, 1) attn_mma_kernel(AttnParams p) {
+template <int D, int WARPS, bool FAST, int MINB>
+__global__ void __launch_bounds__(WARPS * 32, MINB) attn_mma_kernel(AttnParams p) {
     constexpr int LDS = D + 8; /* padded row (elements): 8 consecutive 16-byte rows hit distinct banks */
     constexpr int NT = MMA_BK / 8, KD = D / 16, ND = D / 8, BQ = WARPS * 16;
     constexpr int TILE = MMA_BK * LDS; /* elements of one K or V tile */
@@ -538,14 +539,14 @@ static int pow2_at_least(int x) {
     return v;
 }
 
-template <int D, int WARPS, bool FAST>
+template <int D, int WARPS, bool FAST, int MINB = 1>
 static void mma_launch(cuda_ctx *c, const AttnParams &p, dim3 grid) {
-    attn_mma_kernel<D, WARPS, FAST><<<grid, WARPS * 32, mma_smem_bytes<D>(FAST), c->stream>>>(p);
+    attn_mma_kernel<D, WARPS, FAST, MINB><<<grid, WARPS * 32, mma_smem_bytes<D>(FAST), c->stream>>>(p);
 }
 
-template <int D, int WARPS, bool FAST>
+template <int D, int WARPS, bool FAST, int MINB = 1>
 static int mma_set_smem() {
-    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<D, WARPS, FAST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(attn_mma_kernel<D, WARPS, FAST, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          mma_smem_bytes<D>(FAST));
     if (e != cudaSuccess) (void)cudaGetLastError();
     return e == cudaSuccess ? 0 : -1;
@@ -556,6 +557,8 @@ int attention_ctx_init(cuda_ctx *c) {
     int rc = 0;
     rc |= mma_set_smem<64, 4, true>() | mma_set_smem<64, 8, true>() | mma_set_smem<64, 4, false>();
     rc |= mma_set_smem<128, 4, true>() | mma_set_smem<128, 8, true>() | mma_set_smem<128, 4, false>();
+    rc |= mma_set_smem<64, 4, true, 2>() | mma_set_smem<64, 4, true, 3>();
+    rc |= mma_set_smem<128, 4, true, 2>() | mma_set_smem<128, 4, true, 3>();
     return rc;
 }
 
@@ -591,7 +594,12 @@ static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q, 
 
     const bool fast = impl == 3;
     /* 8 warps (128 rows) per block when that still gives every SM two blocks */
-    int warps = fast && (long long)n_seqs * ceil_div(rows_max, 128) * p.kv_heads >= 2LL * c->sm_count ? 8 : 4;
+    /* 4 warps (64 rows) a block: two blocks share an SM (~210 registers a thread). On H100s (two runs of
+     * test_ops --bench-only): 4 packed 2478-token causal prefills 220.7 vs 213.4 TFLOP/s with 8 warps,
+     * 10 CLIP tiles 131 vs 103 */
+    int warps = 4;
+    int minb = 1;
+    if (fast && c->attn_cfg) warps = c->attn_cfg == 1 ? 8 : 4, minb = c->attn_cfg >= 3 ? c->attn_cfg - 1 : 1;
     p.tiles_per_seq = ceil_div(rows_max, warps * 16);
     long long blocks = (long long)n_seqs * p.tiles_per_seq;
     CHECK(blocks < (1LL << 31));
@@ -617,6 +625,10 @@ static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q, 
             mma_launch<64, 4, false>(c, p, grid);
         else if (warps == 8)
             mma_launch<64, 8, true>(c, p, grid);
+        else if (minb == 2)
+            mma_launch<64, 4, true, 2>(c, p, grid);
+        else if (minb == 3)
+            mma_launch<64, 4, true, 3>(c, p, grid);
         else
             mma_launch<64, 4, true>(c, p, grid);
     } else {
@@ -624,6 +636,10 @@ static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q, 
             mma_launch<128, 4, false>(c, p, grid);
         else if (warps == 8)
             mma_launch<128, 8, true>(c, p, grid);
+        else if (minb == 2)
+            mma_launch<128, 4, true, 2>(c, p, grid);
+        else if (minb == 3)
+            mma_launch<128, 4, true, 3>(c, p, grid);
         else
             mma_launch<128, 4, true>(c, p, grid);
     }

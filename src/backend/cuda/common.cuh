@@ -73,6 +73,8 @@ struct cuda_ctx {
     uint16_t *stage_host; /* pinned bf16 staging for cuda_download_bf16_as_f32 */
     size_t stage_host_n;  /* values */
     int attn_impl;        /* 0 auto, 1 generic SIMT, 2 mma (plain V loads), 3 mma (ldmatrix V); env LLAVA_CUDA_ATTN */
+    int attn_cfg;         /* tensor-core kernel shape: 0 auto, else 1 + index into attention.cu's table;
+                             env LLAVA_CUDA_ATTN_CFG (e.g. 4x2 = 4 warps, 2 blocks per SM) */
 };
 
 /* Makes the context's device current for the calling thread (cheap when it already is). */

@@ -66,6 +66,12 @@ extern "C" int cuda_ctx_new(cuda_ctx **out, int device, llava_err *err) {
         for (int i = 0; i < 4; i++)
             if (!strcmp(impl, env_attn_names[i])) c->attn_impl = i;
     }
+    const char *cfg = getenv("LLAVA_CUDA_ATTN_CFG");
+    if (cfg && *cfg) {
+        static const char *const cfgs[] = {"8x1", "4x1", "4x2", "4x3"};
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(cfg, cfgs[i])) c->attn_cfg = 1 + i;
+    }
 
     e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
