@@ -3,9 +3,10 @@
 # tools/device_bundle.sh carried): the CUDA tests, a random-weight LLaVA-NeXT-Mistral-7B checkpoint,
 # `llava bench` on workload W1 (free memory and a 22 GiB cap), `llava run` on the 7B, and the
 # transformers baseline on the same card. Logs and JSON go to $OUT (default /tmp/gpu-out).
-#   bash tools/gpu_session.sh tests|bench|hf|all [images]
+#   bash tools/gpu_session.sh tests|bench|serve|hf|prof|all [images]
 set -u
-export LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-}
+# the bundled Debian libraries only for our binaries (a global LD_LIBRARY_PATH breaks the machine's curl)
+gpu() { local b=$1; shift; LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} ".gpu/$b" "$@"; }
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 what=${1:-all}
@@ -14,8 +15,8 @@ CK=/tmp/r7b
 IMG=/tmp/w1-jpegs
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
 if [ "$what" = tests ] || [ "$what" = all ]; then
-    .gpu/test_ops >"$OUT/test_ops.log" 2>&1; echo "test_ops rc=$?"; tail -n 3 "$OUT/test_ops.log"
-    .gpu/test_gpu_model >"$OUT/test_gpu_model.log" 2>&1; echo "test_gpu_model rc=$?"
+    gpu test_ops >"$OUT/test_ops.log" 2>&1; echo "test_ops rc=$?"; tail -n 3 "$OUT/test_ops.log"
+    gpu test_gpu_model >"$OUT/test_gpu_model.log" 2>&1; echo "test_gpu_model rc=$?"
     grep -E "^(FAIL|RESULT)|scheduler" "$OUT/test_gpu_model.log" | head -n 20
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
@@ -23,12 +24,12 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
     # W1 end to end, all memory; then at a 22 GiB cap (A10G-class)
     ( while :; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.5; done ) >"$OUT/smi.txt" &
     smi=$!
-    .gpu/llava bench -m $CK --images "$N" --images-dir $IMG --threads 12 --price-per-hour 2.5 --json \
+    gpu llava bench -m $CK --images "$N" --images-dir $IMG --threads 12 --price-per-hour 2.5 --json \
         >"$OUT/bench_w1.json" 2>"$OUT/bench_w1.err"; echo "bench rc=$?"
     kill $smi; sort -n "$OUT/smi.txt" | tail -n 1 | sed 's/^/nvidia-smi peak MiB (bench, no cap): /'
     ( while :; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.5; done ) >"$OUT/smi22.txt" &
     smi=$!
-    .gpu/llava bench -m $CK --images "$N" --threads 12 --gpu-mem-limit 22 --json \
+    gpu llava bench -m $CK --images "$N" --threads 12 --gpu-mem-limit 22 --json \
         >"$OUT/bench_w1_22g.json" 2>"$OUT/bench_w1_22g.err"; echo "bench 22GiB rc=$?"
     kill $smi; sort -n "$OUT/smi22.txt" | tail -n 1 | sed 's/^/nvidia-smi peak MiB (bench, 22 GiB cap): /'
     cat "$OUT/bench_w1.err" "$OUT/bench_w1_22g.err" | tail -n 6
@@ -45,30 +46,45 @@ for p in sys.argv[1:]:
           "gpu", j.get("gpu_memory"), "check", j["check_max_prob_diff"], "step_tokens", j.get("step_tokens"))
 PY
     # generation on the 7B (run): the KV cache from free memory
-    .gpu/llava run -m $CK -i "$(ls $IMG/*.jpg | head -n 1)" -p "What is shown in this image?" -n 16 --device cuda --json \
+    gpu llava run -m $CK -i "$(ls $IMG/*.jpg | head -n 1)" -p "What is shown in this image?" -n 16 --device cuda --json \
         >"$OUT/run7b.json" 2>"$OUT/run7b.err"; echo "run 7B rc=$?"; tail -n 2 "$OUT/run7b.err"
     python3 -c "import json;j=json.load(open('$OUT/run7b.json'));print({k:j[k] for k in j if k in ('prompt_tokens','n_generated','timings','finish_reason')})" 2>&1 | head -c 600; echo
 fi
 if [ "$what" = prof ]; then
-    # per-kernel device time of a W1 bench run (nsys when the machine has it)
+    # device time per op kind (timed events around every op; the steps run one at a time)
     [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
-    NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1)
-    if [ -n "$NSYS" ]; then
-        "$NSYS" profile -o /tmp/prof --force-overwrite true -t cuda .gpu/llava bench -m $CK --images 64 --gemm-size 0 \
-            --images-dir $IMG >"$OUT/prof_bench.txt" 2>&1; echo "nsys rc=$?"
-        "$NSYS" stats -r cuda_gpu_kern_sum -f csv -o /tmp/kern /tmp/prof.nsys-rep >/dev/null 2>&1
-        cp /tmp/kern*.csv "$OUT/kernels.csv" 2>/dev/null
-        python3 - "$OUT/kernels.csv" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-tot = sum(float(r["Total Time (ns)"]) for r in rows)
-for r in rows[:25]:
-    print("%5.1f%% %9.1f ms %7s  %s" % (100 * float(r["Total Time (ns)"]) / tot, float(r["Total Time (ns)"]) / 1e6,
-                                       r["Instances"], r["Name"][:110]))
+    LLAVA_PROFILE=1 gpu llava bench -m $CK --images 64 --threads 12 --gemm-size 0 2>&1 | grep -A13 LLAVA_PROFILE
+    gpu test_ops --bench-only 2>&1 | grep -E "^TIME" | cut -c1-120
+fi
+if [ "$what" = serve ] || [ "$what" = all ]; then
+    # llava serve on the GPU under W1 load (bench/serve_load.py through the openai client; its wheels
+    # travel in .gpu-wheels because the GPU machine has no network)
+    [ -d .gpu-wheels ] && python3 -m pip install -q --no-index --find-links .gpu-wheels openai >"$OUT/pip.log" 2>&1
+    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
+    [ -d $IMG ] || gpu llava bench -m $CK --images 64 --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
+    gpu llava serve -m $CK --port 8765 --device cuda >"$OUT/serve.log" 2>&1 &
+    srv=$!
+    for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8765/health >/dev/null && break; sleep 1; done
+    C=${SERVE_CONC:-64}
+    python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG -n ${SERVE_N:-384} -c $C --warmup 8 \
+        --json >"$OUT/serve_sat.json" 2>"$OUT/serve_sat.err"; echo "serve saturation rc=$?"
+    sat=$(python3 -c "import json;print(json.load(open('$OUT/serve_sat.json'))['images_per_s'])" 2>/dev/null || echo 0)
+    echo "saturation images/s: $sat (concurrency $C)"
+    half=$(python3 -c "print(round($sat / 2, 3))")
+    python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG -n ${SERVE_N_RATE:-192} -c 128 \
+        --rate "$half" --json >"$OUT/serve_half.json" 2>"$OUT/serve_half.err"; echo "serve at $half/s rc=$?"
+    python3 - "$OUT/serve_sat.json" "$OUT/serve_half.json" <<'PY'
+import json, sys
+for p in sys.argv[1:]:
+    try:
+        j = json.load(open(p))
+    except Exception as e:
+        print(p, "unreadable", e); continue
+    print(p.split("/")[-1], {k: j[k] for k in j if not isinstance(j[k], (list, dict))}, j.get("latency_ms"))
 PY
-    else
-        echo "no nsys on this machine"
-    fi
+    curl -s http://127.0.0.1:8765/metrics | grep -E "^llava_(requests|images|running|queue|gpu)" | head -n 12
+    kill -TERM $srv; wait $srv; echo "serve exit rc=$?"
+    tail -n 3 "$OUT/serve.log"
 fi
 if [ "$what" = hf ] || [ "$what" = all ]; then
     python3 tools/bench_hf.py -m $CK --images $IMG -n 64 --batches "${HF_BATCHES:-1,16,32}" --price-per-hour 2.5 \
