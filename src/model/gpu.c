@@ -36,7 +36,7 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
 }
 void llava_gpu_free(llava_gpu *g) { (void)g; }
 const llava_gpu_info *llava_gpu_get_info(const llava_gpu *g) { return NULL; }
-double llava_gpu_mem_used_gib(void) { return 0; }
+void llava_gpu_mem(double *used_bytes, double *total_bytes) { *used_bytes = *total_bytes = 0; }
 int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H, int W, int *n_feats, llava_err *err) {
     return llava_errf(err, "no CUDA backend");
 }
@@ -81,10 +81,11 @@ int llava_gpu_available(char *name, size_t name_len) { return cuda_device_count(
 
 const llava_gpu_info *llava_gpu_get_info(const llava_gpu *g) { return &g->info; }
 
-double llava_gpu_mem_used_gib(void) {
+void llava_gpu_mem(double *used_bytes, double *total_bytes) {
     size_t f = 0, t = 0;
     cuda_mem_info(&f, &t);
-    return (double)(t - f) / GIB;
+    *used_bytes = (double)(t - f);
+    *total_bytes = (double)t;
 }
 
 static const char *const PR_NAMES[PR_N] = {"vision tower + projector", "embeddings + features", "q/kv GEMMs",

@@ -40,8 +40,8 @@ int llava_gpu_available(char *name, size_t name_len);
 int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params *p, llava_err *err);
 void llava_gpu_free(llava_gpu *g);
 const llava_gpu_info *llava_gpu_get_info(const llava_gpu *g);
-/* device memory in use on the device now, all processes (GiB) */
-double llava_gpu_mem_used_gib(void);
+/* device memory in use on device 0 now, all processes, and its size (bytes; 0 and 0 without CUDA) */
+void llava_gpu_mem(double *used_bytes, double *total_bytes);
 
 /* ---- one request at a time (generation) ----------------------------------------------------- */
 

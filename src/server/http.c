@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "batch/sbuf.h"
+#include "model/gpu.h"
 #include "server/stats.h"
 #include "util/mem.h"
 
@@ -313,9 +314,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (!strcmp(ep, "/metrics")) {
         int waiting, running;
+        double gpu_used = 0, gpu_total = 0;
         llava_engine_load(s->eng, &waiting, &running);
+        if (strcmp(s->p.device, "cpu")) llava_gpu_mem(&gpu_used, &gpu_total);
         return send_body(c, rc, 200, "text/plain; version=0.0.4",
-                         llava_stats_render(s->met, s->p.cfg.model_name, waiting, running));
+                         llava_stats_render(s->met, s->p.cfg.model_name, waiting, running, gpu_used, gpu_total));
     }
     if (!strcmp(ep, "/v1/models")) return handle_models(s, c, rc);
     if (atomic_load(&s->quiescing)) {

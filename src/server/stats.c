@@ -86,7 +86,8 @@ static void put_hist(llava_sbuf *b, const char *name, const char *help, const hi
                       model, h->count);
 }
 
-char *llava_stats_render(llava_stats *m, const char *model_name, int waiting, int running) {
+char *llava_stats_render(llava_stats *m, const char *model_name, int waiting, int running, double gpu_used_bytes,
+                         double gpu_total_bytes) {
     /* the model name goes into label values: keep it to a safe character set */
     char model[128];
     size_t k = 0;
@@ -117,6 +118,13 @@ char *llava_stats_render(llava_stats *m, const char *model_name, int waiting, in
                       "# TYPE llava_engine_requests_total counter\nllava_engine_requests_total{model_name=\"%s\"} %ld\n",
                       model, m->errors, model, waiting, model, running, model, m->prompt_tokens, model,
                       m->completion_tokens, model, m->images, model, m->engine_requests);
+    if (gpu_total_bytes > 0)
+        llava_sbuf_printf(&b,
+                          "# HELP llava_gpu_memory_used_bytes Device memory in use (all processes on the card).\n"
+                          "# TYPE llava_gpu_memory_used_bytes gauge\nllava_gpu_memory_used_bytes{model_name=\"%s\"} %.0f\n"
+                          "# HELP llava_gpu_memory_total_bytes Device memory of the card.\n"
+                          "# TYPE llava_gpu_memory_total_bytes gauge\nllava_gpu_memory_total_bytes{model_name=\"%s\"} %.0f\n",
+                          model, gpu_used_bytes, model, gpu_total_bytes);
     put_hist(&b, "llava_http_request_duration_seconds", "End-to-end HTTP request latency.", &m->latency, model);
     put_hist(&b, "llava_request_queue_time_seconds", "Time requests waited for the engine.", &m->queue_time, model);
     put_hist(&b, "llava_request_engine_time_seconds", "Engine time per request (vision, prefill, decode).",

@@ -19,6 +19,8 @@ void llava_stats_work(llava_stats *m, long prompt_tokens, long completion_tokens
                         double queue_seconds, double engine_seconds);
 
 /* malloc'd Prometheus text exposition; waiting/running are the engine's current load. */
-char *llava_stats_render(llava_stats *m, const char *model_name, int waiting, int running);
+/* gpu_total_bytes <= 0: no GPU gauges */
+char *llava_stats_render(llava_stats *m, const char *model_name, int waiting, int running, double gpu_used_bytes,
+                         double gpu_total_bytes);
 
 #endif
