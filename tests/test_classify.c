@@ -88,6 +88,53 @@ int main(void) {
         EXPECT(llava_classifier_new(&cl, models[0], ok2, 2, NULL, "no placeholder", &err) && strstr(err.msg, "{label}"),
                "answer without {label}: %s", err.msg);
     }
+    /* scoring from per-node log-probabilities (what the GPU step returns): each label's score is the
+     * sum over its continuation's trie path, found here by walking the trie token by token */
+    if (models[0]) {
+        const char *ls[] = {"Pool", "Pool Bar", "Room", "Suite", "Breakfast Area", "Terrace/Patio", "Other"};
+        const int nl = (int)(sizeof ls / sizeof ls[0]);
+        llava_classifier *cl = NULL;
+        EXPECT(!llava_classifier_new(&cl, models[0], ls, nl, NULL, NULL, &err), "classifier: %s", err.msg);
+        if (cl) {
+            const int *tok, *par;
+            int nn = llava_classifier_trie(cl, &tok, &par);
+            float *lp = malloc(sizeof(float) * (size_t)nn);
+            uint32_t r = 12345;
+            for (int j = 0; j < nn; j++) {
+                r = r * 1664525u + 1013904223u;
+                lp[j] = -(float)(r >> 8) / (float)(1 << 24) * 5.f;
+            }
+            double probs[16], scores[16], want[16], mx = -1e300, z = 0;
+            llava_classifier_score_nodes(cl, lp, probs, scores);
+            int paths_ok = 1;
+            for (int i = 0; i < nl; i++) {
+                int n = 0, node = -1;
+                const int *cont = llava_classifier_continuation(cl, i, &n);
+                want[i] = 0;
+                for (int k = 0; k < n; k++) {
+                    int next = -1;
+                    for (int j = 0; j < nn && next < 0; j++)
+                        if (par[j] == node && tok[j] == cont[k]) next = j;
+                    if (next < 0) paths_ok = 0;
+                    node = next;
+                    if (next >= 0) want[i] += lp[next];
+                }
+                if (want[i] > mx) mx = want[i];
+            }
+            EXPECT(paths_ok, "every label's continuation is a path of the trie");
+            for (int i = 0; i < nl; i++) z += exp(want[i] - mx);
+            double worst = 0;
+            for (int i = 0; i < nl; i++) {
+                worst = fmax(worst, fabs(scores[i] - want[i]));
+                worst = fmax(worst, fabs(probs[i] - exp(want[i] - mx) / z));
+            }
+            EXPECT(worst < 1e-9, "score_nodes: scores/probabilities differ from the path sums by %.3g", worst);
+            for (int j = 0; j < nn; j++)
+                EXPECT(par[j] < j && par[j] >= -1, "trie node %d has parent %d (parents must precede children)", j, par[j]);
+            free(lp);
+            llava_classifier_free(cl);
+        }
+    }
     llava_model_free(models[0]);
     llava_model_free(models[1]);
     cJSON_Delete(ref);

@@ -226,18 +226,6 @@ int llava_classifier_prompt_ids(const llava_classifier *c, int n_feats, int **id
     return llava_expand_image_tokens(ids, n, c->prompt_ids, c->n_prompt, c->m->cfg.image_token_index, 1, &n_feats, err);
 }
 
-/* Device tokens one classification can need: the prompt text, the largest anyres feature count
- * (an image with exactly a pinpoint's aspect keeps every row and column), the label trie. */
-int llava_classifier_max_tokens(const llava_classifier *c, llava_err *err) {
-    const llava_model *m = c->m;
-    int feats = 0;
-    for (int i = 0; i < m->pp.n_pinpoints; i++) {
-        int t = llava_image_token_count(&m->pp, m->pp.pinpoints[i][0], m->pp.pinpoints[i][1]);
-        if (t > feats) feats = t;
-    }
-    return c->n_prompt + feats + c->n_nodes + 8;
-}
-
 int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,
                           int H, int W, llava_err *err) {
     const llava_model *m = c->m;

@@ -58,9 +58,6 @@ int llava_classifier_trie(const llava_classifier *c, const int **tok, const int 
 /* probs[n_labels] and scores[n_labels] (may be NULL) from node_lp[j] = log p(tok[j] | prompt,
  * ancestors of j), j over the trie's nodes. */
 void llava_classifier_score_nodes(const llava_classifier *c, const float *node_lp, double *probs, double *scores);
-/* Tokens a device must reserve for one classification with this label set (prompt, largest image,
- * label trie); -1 on error. */
-int llava_classifier_max_tokens(const llava_classifier *c, llava_err *err);
 
 /* probs[n_labels] (softmax) and, if not NULL, scores[n_labels] (summed log-probabilities) for a
  * decoded image. */
