@@ -4,7 +4,7 @@
 usage: serve_client.py BASE_URL API_KEY LLAVA_BIN MODEL_DIR
 Prints FAIL lines and `RESULT <passed> <failed>`.
 """
-import base64, concurrent.futures, json, subprocess, sys, tempfile, os, urllib.request, urllib.error
+import base64, concurrent.futures, json, subprocess, sys, tempfile, os, time, urllib.request, urllib.error
 
 import openai
 
@@ -190,6 +190,36 @@ if pid and before and after and not asan:
     check("server memory bounded over 2000 requests (RSS growth < 32 MB after the first 200)",
           after - before < 32 * 1024, f"RSS {before} kB -> {after} kB")
     print(f"INFO server RSS after 200 requests {before} kB, after {n_req}: {after} kB")
+
+# a client that leaves in the middle of a stream stops its generation (the engine is free for others)
+def metric(name):
+    _st, _body = http("GET", "/metrics")
+    for line in _body.decode().splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+def engine_idle(timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if metric("llava_num_requests_running") == 0 and metric("llava_num_requests_waiting") == 0:
+            return True
+        time.sleep(0.05)
+    return False
+engine_idle()
+g0 = metric("llava_generation_tokens_total")
+stream = client.chat.completions.create(model=b["model"], messages=[{"role": "user", "content": "Tell a long story."}],
+                                        max_tokens=3000, temperature=0, stream=True)
+got = 0
+for ch in stream:
+    got += 1
+    if got >= 3:
+        break
+stream.close()
+idle = engine_idle()
+g1 = metric("llava_generation_tokens_total")
+check("a client that leaves mid-stream stops its generation", idle and g0 is not None and g1 is not None and
+      g1 - g0 < 2500, f"idle {idle}, {None if g0 is None or g1 is None else g1 - g0} of 3000 tokens generated")
+check("a good request right after the disconnect", good())
 
 st, body = http("GET", "/metrics")
 text = body.decode()

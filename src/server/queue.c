@@ -108,7 +108,7 @@ static void update_text(llava_job *j, const llava_model *m, int final) {
 }
 
 /* Per-token callback of llava_generate, on the worker thread: publishes the text so far and ends the
- * generation as soon as a stop string has been seen. */
+ * generation as soon as a stop string has been seen or the client has gone (cancelled). */
 static int on_token(void *ud, const llava_gen_result *r) {
     token_ctx *tc = ud;
     llava_job *j = tc->job;
@@ -116,7 +116,9 @@ static int on_token(void *ud, const llava_gen_result *r) {
     pthread_mutex_lock(&j->mu);
     j->toks[j->n_toks] = r->tokens[r->n_gen - 1];
     j->n_toks++;
+    int gone = j->cancelled;
     pthread_mutex_unlock(&j->mu);
+    if (gone) return 1; /* nobody reads the rest: free the engine for the others */
     update_text(j, tc->m, 0);
     return j->stopped;
 }

@@ -5,7 +5,8 @@
  * Assumes: a job arrives fully prepared (prompt ids with expanded image tokens, preprocessed pixels,
  * a label classifier): the HTTP threads do all the validation, the worker only computes.
  * Never: frees a job. The submitter owns it, waits for job->done (llava_job_wait) and frees it; the
- * worker does not touch a job after it set done. A job marked cancelled before it starts is skipped.
+ * worker does not touch a job after it set done. A job marked cancelled before it starts is skipped;
+ * a running chat job stops generating at its next token.
  * Replacing the worker by a batching scheduler keeps this contract: submit, then done + broadcast.
  */
 #ifndef LLAVA_SERVER_QUEUE_H
