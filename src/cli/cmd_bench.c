@@ -80,7 +80,7 @@ static void bench_usage(FILE *f) {
 
 typedef struct bench_opts {
     const char *model, *config, *labels, *question, *answer, *device, *tmp_dir, *images_dir, *ckpt_dir, *tok_dir;
-    int random_weights, images, w, h, threads, warmup, json, profile, gemm, batch;
+    int random_weights, images, w, h, threads, warmup, json, gemm, batch;
     llava_gpu_params gp;
     double price;
     long seed;
@@ -398,7 +398,7 @@ int cmd_bench(int argc, char **argv) {
     img_stat *st = NULL;
     llava_sched *sched = NULL;
     bench_sink sink = {0};
-    double *probs = NULL, *lat = NULL;
+    double *lat = NULL;
     float *wpix = NULL;
     char dev_name[256] = "";
     double ceiling = 0, check_diff = -1, t_write_ckpt = 0, t_write_img = 0, t_load = 0;
@@ -479,7 +479,6 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!gpu) snprintf(dev_name, sizeof dev_name, "CPU (%ld threads)", sysconf(_SC_NPROCESSORS_ONLN));
     const int n_labels = labels.n;
-    probs = xmalloc(sizeof(double) * (size_t)n_labels);
     sink.n_labels = n_labels;
     sink.probs0 = xcalloc((size_t)n_labels, sizeof(double));
     if (llava_sched_new(&sched, m, gpu, bench_on_result, &sink, &err)) goto fail;
@@ -752,7 +751,7 @@ done:
     if (img_dir_temp && img_dir) rmdir(img_dir);
     if (ckpt_dir_temp && ckpt_dir) bench_remove_flat_dir(ckpt_dir);
     free(img_dir), free(ckpt_dir), free(donor);
-    free(st), free(probs), free(lat), free(wpix);
+    free(st), free(lat), free(wpix);
     strs_free(&labels);
     return rc;
 }

@@ -388,21 +388,25 @@ typedef struct record_ctx {
     int failed; /* a write failed: stop */
 } record_ctx;
 
-static void on_result(void *user, const llava_sched_result *r) {
-    record_ctx *c = user;
-    const llava_input *x = &c->in->v[(intptr_t)r->tag];
+/* appends input's record: the error when set, else its label probabilities */
+static void append_record(record_ctx *c, int input, const char *error, const double *probs) {
+    const llava_input *x = &c->in->v[input];
     if (c->failed) return; /* the output is broken: the image stays for the next run */
     llava_sbuf_clear(c->rec);
-    if (r->error)
-        llava_record_error(c->rec, c->fmt, x, r->error);
+    if (error)
+        llava_record_error(c->rec, c->fmt, x, error);
     else
-        llava_record_result(c->rec, c->fmt, x, (const char *const *)c->labels->v, r->probs, c->labels->n, c->top_k,
+        llava_record_result(c->rec, c->fmt, x, (const char *const *)c->labels->v, probs, c->labels->n, c->top_k,
                             c->min_conf);
     if (llava_output_write(c->out, c->rec->p, c->rec->len, c->err)) {
         c->failed = 1;
         return;
     }
-    llava_progress_add(c->prog, r->error != NULL);
+    llava_progress_add(c->prog, error != NULL);
+}
+
+static void on_result(void *user, const llava_sched_result *r) {
+    append_record(user, (int)(intptr_t)r->tag, r->error, r->probs);
 }
 
 int cmd_classify(int argc, char **argv) {
@@ -546,10 +550,7 @@ int cmd_classify(int argc, char **argv) {
             continue;
         }
         if (it.error[0]) {
-            llava_sbuf_clear(&rec);
-            llava_record_error(&rec, fmt, &in.v[it.input], it.error);
-            if (llava_output_write(&out, rec.p, rec.len, &err)) rcb.failed = 1;
-            llava_progress_add(&prog, 1);
+            append_record(&rcb, it.input, it.error, NULL);
         } else if (llava_sched_add(sched, clf, it.pixels, it.n_tiles, it.H, it.W, (void *)(intptr_t)it.input, &err)) {
             /* a device failure is not the image's fault: stop, record nothing more, resume later */
             llava_err_prefix(&err, "%s", in.v[it.input].path);

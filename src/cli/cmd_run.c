@@ -153,19 +153,10 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     char gpu_name[256] = "";
-    int use_gpu = 0;
-    if (strcmp(device, "cpu")) {
-        use_gpu = llava_gpu_available(gpu_name, sizeof gpu_name) > 0;
-        if (!use_gpu && !strcmp(device, "cuda")) {
-            fprintf(stderr, "llava run: --device cuda: no CUDA device is available%s; use --device cpu\n",
-#ifdef LLAVA_CUDA
-                    ""
-#else
-                    " (this build has no CUDA backend)"
-#endif
-            );
-            return 1;
-        }
+    int use_gpu = cli_want_gpu(device, gpu_name, sizeof gpu_name, &aerr);
+    if (use_gpu < 0) {
+        fprintf(stderr, "llava run: %s\n", aerr.msg);
+        return 1;
     }
     cpu_set_threads((int)threads);
 

@@ -148,15 +148,12 @@ int cmd_serve(int argc, char **argv) {
         served = name_buf;
     }
     char gpu_name[256] = "";
-    int use_gpu = 0;
-    if (strcmp(device, "cpu")) {
-        use_gpu = llava_gpu_available(gpu_name, sizeof gpu_name) > 0;
-        if (!use_gpu && !strcmp(device, "cuda")) {
-            fprintf(stderr, "llava serve: --device cuda: no CUDA device is available; use --device cpu\n");
-            if (allow_remote) llava_fetch_global_cleanup();
-            free(media_real);
-            return 1;
-        }
+    int use_gpu = cli_want_gpu(device, gpu_name, sizeof gpu_name, &aerr);
+    if (use_gpu < 0) {
+        fprintf(stderr, "llava serve: %s\n", aerr.msg);
+        if (allow_remote) llava_fetch_global_cleanup();
+        free(media_real);
+        return 1;
     }
     cpu_set_threads((int)threads);
 

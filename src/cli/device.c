@@ -8,7 +8,14 @@
 int cli_want_gpu(const char *device, char *name, size_t name_len, llava_err *err) {
     if (!strcmp(device, "cpu")) return 0;
     if (llava_gpu_available(name, name_len) > 0) return 1;
-    if (!strcmp(device, "cuda")) return llava_errf(err, "--device cuda: no CUDA device is available; use --device cpu");
+    if (!strcmp(device, "cuda"))
+        return llava_errf(err, "--device cuda: no CUDA device is available%s; use --device cpu",
+#ifdef LLAVA_CUDA
+                          ""
+#else
+                          " (this build has no CUDA backend)"
+#endif
+        );
     return 0;
 }
 

@@ -82,8 +82,6 @@ void llava_gpu_step_free(llava_gpu_step *s);
  * -1 = after the prompt; parents precede children), n_nodes >= 1. */
 int llava_gpu_step_add(llava_gpu_step *s, const float *pixels, int n_tiles, int H, int W, const int *ids, int n_ids,
                        const int *tok, const int *parent, int n_nodes, llava_err *err);
-int llava_gpu_step_count(const llava_gpu_step *s);
-int llava_gpu_step_tokens(const llava_gpu_step *s);
 int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err);
 int llava_gpu_step_done(llava_gpu_step *s); /* 1 when launched and finished (does not wait) */
 void llava_gpu_step_wait(llava_gpu_step *s);

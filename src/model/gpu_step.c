@@ -40,8 +40,6 @@ int llava_gpu_step_add(llava_gpu_step *s, const float *pixels, int n_tiles, int 
                        const int *tok, const int *parent, int n_nodes, llava_err *err) {
     return llava_errf(err, "no CUDA backend");
 }
-int llava_gpu_step_count(const llava_gpu_step *s) { return 0; }
-int llava_gpu_step_tokens(const llava_gpu_step *s) { return 0; }
 int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) { return llava_errf(err, "no CUDA backend"); }
 int llava_gpu_step_done(llava_gpu_step *s) { return 1; }
 void llava_gpu_step_wait(llava_gpu_step *s) { (void)s; }
@@ -102,9 +100,6 @@ void llava_gpu_step_free(llava_gpu_step *s) {
     free(s->seq), free(s->ids), free(s->tok), free(s->par);
     free(s);
 }
-
-int llava_gpu_step_count(const llava_gpu_step *s) { return s->n_seq; }
-int llava_gpu_step_tokens(const llava_gpu_step *s) { return s->n_tokens; }
 
 int llava_gpu_step_add(llava_gpu_step *s, const float *pixels, int n_tiles, int H, int W, const int *ids, int n_ids,
                        const int *tok, const int *parent, int n_nodes, llava_err *err) {
@@ -172,10 +167,11 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
     CHECK(!s->launched);
     if (!s->n_seq) return llava_errf(err, "empty step");
     const int M = s->n_tokens, S = s->n_seq, P = s->n_nodes, R = S + P;
-    int NI = 0, max_q = 0;
+    int NI = 0, max_q = 0, max_keep = 0; /* longest sequence; most kept rows of one sequence */
     for (int i = 0; i < S; i++) {
         NI += s->seq[i].n_img;
         if (s->seq[i].n_ids + s->seq[i].n_nodes > max_q) max_q = s->seq[i].n_ids + s->seq[i].n_nodes;
+        if (1 + s->seq[i].n_nodes > max_keep) max_keep = 1 + s->seq[i].n_nodes;
     }
     int *b = s->pin_ints;
     int *ids = b, *pos = ids + M, *qs = pos + M, *tail = qs + S + 1, *par = tail + S, *img_pos = par + M;
@@ -262,9 +258,6 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
     cuda_embed(g->c, g->x, g->embed, d + o_ids, M, Ht);
     cuda_scatter_rows(g->c, g->x, g->feats, d + o_img, NI, Ht);
     gpu_prof_end(g, PR_EMBED);
-    int max_keep = 0;
-    for (int i = 0; i < S; i++)
-        if (1 + s->seq[i].n_nodes > max_keep) max_keep = 1 + s->seq[i].n_nodes;
     const int keep = gpu_can_keep(g, R);
     gpu_dec_args a = {.n = M, .pos = d + o_pos, .qs = d + o_qs, .tail = d + o_tail, .parent = d + o_par, .n_seqs = S,
                       .max_q = max_q};
