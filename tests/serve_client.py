@@ -221,6 +221,34 @@ check("a client that leaves mid-stream stops its generation", idle and g0 is not
       g1 - g0 < 2500, f"idle {idle}, {None if g0 is None or g1 is None else g1 - g0} of 3000 tokens generated")
 check("a good request right after the disconnect", good())
 
+# chats generate together (continuous batching): 12 different requests (images or not, greedy or
+# seeded sampling, different lengths) sent at once answer what each answers alone, and the engine
+# reports several chats running at the same time
+def chat_n(i):
+    msgs = b["messages"] if i % 2 == 0 else [{"role": "user", "content": f"Count to {i}."}]
+    r = client.chat.completions.create(model="tiny-a", messages=msgs, max_tokens=5 + i % 6,
+                                       temperature=0.9 if i % 3 else 0, top_p=0.95, seed=i)
+    return r.choices[0].message.content, r.choices[0].finish_reason, r.usage.completion_tokens
+alone = [chat_n(i) for i in range(12)]
+engine_idle()
+peak, done_watch = [0], []
+def watch():
+    while not done_watch:
+        v = metric("llava_num_requests_running")
+        peak[0] = max(peak[0], v or 0)
+        time.sleep(0.002)
+import threading
+w = threading.Thread(target=watch)
+w.start()
+with concurrent.futures.ThreadPoolExecutor(12) as ex:
+    together = list(ex.map(chat_n, range(12)))
+done_watch.append(1)
+w.join()
+check("12 different chats at once answer what each answers alone", together == alone,
+      str([(i, t, a) for i, (t, a) in enumerate(zip(together, alone)) if t != a][:2]))
+check("chats ran together (running gauge > 1)", peak[0] > 1, f"peak running {peak[0]}")
+print(f"INFO peak chats running together: {peak[0]:.0f}")
+
 st, body = http("GET", "/metrics")
 text = body.decode()
 check("/metrics", st == 200 and "llava_http_requests_total" in text and 'status="400"' in text and

@@ -164,7 +164,7 @@ int cmd_run(int argc, char **argv) {
     int status = 1;
     llava_model *m = NULL;
     llava_image img[MAX_IMAGES];
-    float *pixels[MAX_IMAGES] = {0}, *feats[MAX_IMAGES] = {0};
+    float *pixels[MAX_IMAGES] = {0};
     int n_tiles[MAX_IMAGES] = {0}, n_feats[MAX_IMAGES] = {0};
     int *ids = NULL, n_ids = 0;
     llava_gen_result res = {0};
@@ -197,19 +197,17 @@ int cmd_run(int argc, char **argv) {
         }
         t_gpu_load = llava_now() - t0;
     }
-    t0 = llava_now();
-    for (int i = 0; i < n_images; i++) {
-        if (use_gpu) {
-            if (llava_gpu_encode_image(gpu, pixels[i], n_tiles[i], img[i].h, img[i].w, &n_feats[i], &err)) goto fail;
-        } else if (llava_image_features(&feats[i], &n_feats[i], m, pixels[i], n_tiles[i], img[i].h, img[i].w, &err))
+    if (!ids) {
+        for (int i = 0; i < n_images; i++) n_feats[i] = llava_model_image_tokens(m, img[i].h, img[i].w);
+        if (llava_build_prompt(&ids, &n_ids, NULL, m, raw ? raw : prompt, raw != NULL, n_images, n_feats, &err))
             goto fail;
     }
-    double t_vis = llava_now() - t0;
-    if (!ids && llava_build_prompt(&ids, &n_ids, NULL, m, raw ? raw : prompt, raw != NULL, n_images, n_feats, &err))
-        goto fail;
+    llava_gen_image gimg[MAX_IMAGES];
+    for (int i = 0; i < n_images; i++) gimg[i] = (llava_gen_image){pixels[i], n_tiles[i], img[i].h, img[i].w};
     stream_state ss = {m, 0};
-    if (llava_generate(&res, m, gpu, ids, n_ids, feats, n_feats, n_images, &gp, json ? NULL : on_token, &ss, &err))
-        goto fail;
+    llava_gen_request req = {ids, n_ids, gimg, n_images, gp, json ? NULL : on_token, &ss};
+    if (llava_generate(&res, m, gpu, &req, &err)) goto fail;
+    double t_vis = res.t_vision;
     if (dump) {
         FILE *f = fopen(dump, "wb");
         if (!f || fwrite(res.prompt_logits, sizeof(float), (size_t)res.vocab, f) != (size_t)res.vocab) {
@@ -252,7 +250,7 @@ int cmd_run(int argc, char **argv) {
         cJSON_AddNumberToObject(tm, "load_s", t_load + t_gpu_load);
         cJSON_AddNumberToObject(tm, "preprocess_s", t_pre);
         cJSON_AddNumberToObject(tm, "vision_s", t_vis);
-        cJSON_AddNumberToObject(tm, "prefill_s", res.t_prefill);
+        cJSON_AddNumberToObject(tm, "prefill_s", res.t_prefill - res.t_vision);
         cJSON_AddNumberToObject(tm, "decode_s", res.t_decode);
         cJSON_AddNumberToObject(tm, "decode_tokens_per_s", tps);
         char *s = cJSON_PrintUnformatted(o);
@@ -267,7 +265,7 @@ int cmd_run(int argc, char **argv) {
                 "llava: %s: %d prompt tokens (%d image), %d generated (%s); load %.2fs, preprocess %.3fs, vision %.3fs, "
                 "prefill %.3fs, decode %.3fs (%.1f tok/s)\n",
                 use_gpu ? gpu_name : "cpu", n_ids, image_tokens, res.n_gen, res.finish_reason, t_load + t_gpu_load, t_pre,
-                t_vis, res.t_prefill, res.t_decode, tps);
+                t_vis, res.t_prefill - res.t_vision, res.t_decode, tps);
     }
     free(text);
     free(gen);
@@ -280,7 +278,6 @@ fail:
     for (int i = 0; i < n_images; i++) {
         llava_image_free(&img[i]);
         free(pixels[i]);
-        free(feats[i]);
     }
     llava_model_free(m);
     return status;

@@ -1,7 +1,7 @@
 /* gpu.c — the LLaVA-NeXT blocks on a CUDA device (see gpu.h), composed from backend/cuda ops:
  * loading (weights straight from the mmapped checkpoint, buffers sized from free memory), the
- * vision tower and decoder blocks, and the one-request path (encode / prefill / decode / tree).
- * The batched step lives in gpu_step.c.
+ * vision tower and decoder blocks, and generation (encode images, then extend sequences in ranges
+ * of the shared KV cache). The batched label-scoring step lives in gpu_step.c.
  *
  * Weights are bf16 on the device (BF16 tensors uploaded as they are in the file, F32/F16
  * converted); activations bf16, norms/softmax fp32 inside the kernels, the decoder's residual
@@ -9,6 +9,7 @@
  */
 #include "model/gpu.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,13 +41,11 @@ void llava_gpu_mem(double *used_bytes, double *total_bytes) { *used_bytes = *tot
 int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H, int W, int *n_feats, llava_err *err) {
     return llava_errf(err, "no CUDA backend");
 }
-int llava_gpu_prefill(llava_gpu *g, const int *ids, int n_ids, float *logits, llava_err *err) {
+int llava_gpu_extend(llava_gpu *g, int n_seqs, const int *base, const int *len, const int *n_new, const int *ids,
+                     const int *img_rows, int n_img, int feat_skip, float *logits, llava_err *err) {
     return llava_errf(err, "no CUDA backend");
 }
-int llava_gpu_decode(llava_gpu *g, int id, float *logits, llava_err *err) { return llava_errf(err, "no CUDA backend"); }
-int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float *logits, llava_err *err) {
-    return llava_errf(err, "no CUDA backend");
-}
+void llava_gpu_drop_images(llava_gpu *g) { (void)g; }
 int llava_gpu_vision_hidden(llava_gpu *g, float *out, llava_err *err) { return llava_errf(err, "no CUDA backend"); }
 
 #else
@@ -137,7 +136,7 @@ void llava_gpu_free(llava_gpu *g) {
                     g->newline, g->embed, g->norm, g->lm_head == g->embed ? NULL : g->lm_head, g->v_pix, g->v_cols,
                     g->v_x, g->v_h, g->v_q, g->v_k, g->v_v, g->v_mlp, g->v_tmp, g->v_qs, g->v_drop_cls, g->v_ids,
                     g->feats, g->x, g->xf, g->h, g->q, g->att, g->kvt, g->gu, g->act, g->kc, g->vc, g->logits, g->d_ids,
-                    g->d_pos, g->d_idx, g->d_parent, g->d_starts, g->d_step, g->d_out};
+                    g->d_pos, g->d_idx, g->d_kvrow, g->d_kvseq, g->d_step, g->d_out};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cuda_free(ptrs[i]);
     if (g->cl)
@@ -154,6 +153,7 @@ void llava_gpu_free(llava_gpu *g) {
         }
     free(g->cl);
     free(g->dl);
+    free(g->h_ints);
     if (g->c) cuda_ctx_free(g->c);
     free(g);
 }
@@ -265,14 +265,13 @@ static int plan_memory(llava_gpu *g, const llava_gpu_params *p, size_t free0, si
     const double a = (double)step_token_bytes(c), kvb = (double)kv_token_bytes(c);
     int A = p->step_tokens, C = p->kv_tokens;
     const int A_min = 2048 > g->max_tree ? 2048 : g->max_tree;
-    if (C < 0) {
-        int ctx = c->text.max_pos > 0 ? c->text.max_pos : 32768;
+    if (C < 0) { /* what fits: many sequences share the cache (batched generation) */
         if (A <= 0) {
             double share = budget * 0.5 / a;
             A = share > 65536 ? 65536 : (int)share;
         }
         double left = (budget - (double)A * a) / kvb;
-        C = left > ctx ? ctx : (int)left;
+        C = left > INT_MAX / 2 ? INT_MAX / 2 : (int)left;
         if (C < 1) C = 0;
     } else if (A <= 0) {
         double left = (budget - (double)C * kvb) / a;
@@ -377,14 +376,12 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
         ALLOC(g->vc, sizeof(bf16) * (size_t)L * C * KD);
     }
     ALLOC(g->logits, sizeof(float) * (size_t)g->max_tree * V);
-    {
-        size_t ni = A > (size_t)g->max_tree ? A : (size_t)g->max_tree;
-        ALLOC(g->d_ids, sizeof(int) * ni);
-        ALLOC(g->d_pos, sizeof(int) * ni);
-        ALLOC(g->d_idx, sizeof(int) * ni);
-        ALLOC(g->d_parent, sizeof(int) * ni);
-    }
-    ALLOC(g->d_starts, sizeof(int) * 4);
+    ALLOC(g->d_ids, sizeof(int) * A);
+    ALLOC(g->d_pos, sizeof(int) * A);
+    ALLOC(g->d_idx, sizeof(int) * A);
+    ALLOC(g->d_kvrow, sizeof(int) * A);
+    ALLOC(g->d_kvseq, sizeof(int) * (4 * LLAVA_GPU_MAX_SEQS + 1));
+    g->h_ints = xmalloc(sizeof(int) * (2 * A + 4 * LLAVA_GPU_MAX_SEQS + 1));
     ALLOC(g->d_step, sizeof(int) * gpu_step_ints((int)A, g->step_seqs));
     ALLOC(g->d_out, sizeof(float) * A);
     cuda_sync(g->c);
@@ -498,6 +495,7 @@ int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H
     free(order);
     g->n_feats += count;
     *n_feats = count;
+    cuda_sync(g->c); /* returns when the features exist: the caller's vision time is real */
     return 0;
 }
 
@@ -507,15 +505,11 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
     const int QD = c->heads * hd, KD = c->kv_heads * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t lstride = (size_t)g->kv_tokens * KD;
-    const int *pos = a->pos ? a->pos : g->d_pos;
-    if (a->cached) {
-        int starts[4] = {0, n, 0, g->len + n};
-        cuda_upload(g->c, g->d_starts, starts, sizeof starts);
-    }
+    const int *pos = a->pos;
     for (int l = 0; l < c->layers; l++) {
         const gdec_layer *y = &g->dl[l];
         const int last = l + 1 == c->layers;
-        const int keep = last && a->keep_rows && !a->cached && gpu_can_keep(g, a->n_keep);
+        const int keep = last && a->keep_rows && !a->kv && gpu_can_keep(g, a->n_keep);
         const int m = keep ? a->n_keep : n; /* rows that go on past the attention */
         if (l == 0) {
             gpu_prof_begin(g);
@@ -543,17 +537,11 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         }
         gpu_prof_end(g, PR_ROPE);
         gpu_prof_begin(g);
-        if (a->cached) {
+        if (a->kv) {
             bf16 *kc = g->kc + l * lstride, *vc = g->vc + l * lstride;
-            const size_t row = sizeof(bf16) * KD;
-            cuda_copy_2d(g->c, kc + (size_t)g->len * KD, row, g->kvt, 2 * row, row, (size_t)n);
-            cuda_copy_2d(g->c, vc + (size_t)g->len * KD, row, g->kvt + KD, 2 * row, row, (size_t)n);
-            if (a->tree)
-                cuda_attention_tree(g->c, g->att, g->q, kc, vc, n, g->len, g->d_parent, c->heads, c->kv_heads, hd, KD,
-                                    scale);
-            else
-                cuda_attention(g->c, g->att, g->q, kc, vc, g->d_starts, g->d_starts + 2, 1, n, c->heads, c->kv_heads, hd,
-                               KD, 1, scale);
+            cuda_kv_store(g->c, kc, vc, g->kvt, a->kv_rows, n, KD);
+            cuda_attention_ranges(g->c, g->att, g->q, kc, vc, a->qs, a->kv_begin, a->kv_end, a->n_seqs, a->max_q,
+                                  a->max_k, c->heads, c->kv_heads, hd, KD, scale);
         } else if (keep) {
             cuda_attention_tail_tree(g->c, g->att, g->q, g->kvt, g->kvt + KD, a->keep_qs, a->qs, a->tail, a->keep_par,
                                      a->n_seqs, a->max_keep_q, c->heads, c->kv_heads, hd, 2 * KD, scale);
@@ -599,79 +587,83 @@ int gpu_can_keep(const llava_gpu *g, int n_keep) {
            (size_t)n_keep * H <= (size_t)g->step_tokens * c->intermediate;
 }
 
-/* Prefill runs in chunks of step_tokens positions (each chunk attends to the cached ones). */
-int llava_gpu_prefill(llava_gpu *g, const int *ids, int n_ids, float *logits, llava_err *err) {
+void llava_gpu_drop_images(llava_gpu *g) { g->n_feats = 0; }
+
+int llava_gpu_extend(llava_gpu *g, int n_seqs, const int *base, const int *len, const int *n_new, const int *ids,
+                     const int *img_rows, int n_img, int feat_skip, float *logits, llava_err *err) {
     const llava_model *m = g->m;
-    const int H = m->cfg.text.hidden, V = m->cfg.text.vocab, img = m->cfg.image_token_index;
-    if (n_ids + 1 > g->kv_tokens)
-        return llava_errf(err, "prompt of %d tokens exceeds the reserved context of %d", n_ids, g->kv_tokens);
-    int n_img = 0;
-    for (int i = 0; i < n_ids; i++) n_img += ids[i] == img;
-    if (n_img != g->n_feats) {
-        int nf = g->n_feats;
-        g->n_feats = 0;
-        return llava_errf(err, "image features and image tokens do not match: tokens: %d, features: %d", n_img, nf);
+    const int H = m->cfg.text.hidden, V = m->cfg.text.vocab;
+    const int S = n_seqs;
+    int n = 0, max_q = 0, max_k = 0, rc = -1;
+    if (S < 1 || S > LLAVA_GPU_MAX_SEQS) {
+        llava_errf(err, "%d sequences in one call (1 to %d)", S, LLAVA_GPU_MAX_SEQS);
+        goto done;
     }
-    g->len = 0;
-    g->n_feats = 0;
-    int *buf = xmalloc(sizeof(int) * (size_t)(g->step_tokens > 1 ? g->step_tokens : 1));
-    int feat = 0, n = 0;
-    for (int off = 0; off < n_ids; off += n) {
-        n = n_ids - off < g->step_tokens ? n_ids - off : g->step_tokens;
-        cuda_upload(g->c, g->d_ids, ids + off, sizeof(int) * (size_t)n);
-        cuda_embed(g->c, g->x, g->embed, g->d_ids, n, H);
-        int k = 0;
-        for (int i = 0; i < n; i++)
-            if (ids[off + i] == img) buf[k++] = i;
-        if (k) {
-            cuda_upload(g->c, g->d_idx, buf, sizeof(int) * (size_t)k);
-            cuda_scatter_rows(g->c, g->x, g->feats + (size_t)feat * H, g->d_idx, k, H);
-            feat += k;
+    for (int s = 0; s < S; s++) {
+        if (n_new[s] < 1 || len[s] < 0 || base[s] < 0 || (long)base[s] + len[s] + n_new[s] > g->kv_tokens) {
+            llava_errf(err, "sequence %d: %d new tokens after %d at cache row %d do not fit the reserved %d positions", s,
+                       n_new[s], len[s], base[s], g->kv_tokens);
+            goto done;
         }
-        for (int i = 0; i < n; i++) buf[i] = off + i;
-        cuda_upload(g->c, g->d_pos, buf, sizeof(int) * (size_t)n);
-        gpu_dec_args a = {.n = n, .cached = 1};
-        gpu_decoder(g, &a);
-        g->len += n;
+        n += n_new[s];
+        if (n > g->step_tokens) {
+            llava_errf(err, "%d new tokens exceed a step of %d (--step-tokens)", n, g->step_tokens);
+            goto done;
+        }
+        if (n_new[s] > max_q) max_q = n_new[s];
+        if (len[s] + n_new[s] > max_k) max_k = len[s] + n_new[s];
     }
-    free(buf);
-    cuda_linear_f32out(g->c, g->logits, g->h + (size_t)(n - 1) * H, g->lm_head, 1, H, V);
-    cuda_download(g->c, logits, g->logits, sizeof(float) * (size_t)V);
-    return 0;
-}
-
-int llava_gpu_decode(llava_gpu *g, int id, float *logits, llava_err *err) {
-    const int H = g->m->cfg.text.hidden, V = g->m->cfg.text.vocab;
-    if (g->len + 1 > g->kv_tokens) return llava_errf(err, "the reserved context of %d tokens is full", g->kv_tokens);
-    cuda_upload(g->c, g->d_ids, &id, sizeof(int));
-    cuda_embed(g->c, g->x, g->embed, g->d_ids, 1, H);
-    int pos = g->len;
-    cuda_upload(g->c, g->d_pos, &pos, sizeof(int));
-    gpu_dec_args a = {.n = 1, .cached = 1};
-    gpu_decoder(g, &a);
-    g->len++;
-    cuda_linear_f32out(g->c, g->logits, g->h, g->lm_head, 1, H, V);
-    cuda_download(g->c, logits, g->logits, sizeof(float) * (size_t)V);
-    return 0;
-}
-
-int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float *logprobs, llava_err *err) {
-    const int H = g->m->cfg.text.hidden, V = g->m->cfg.text.vocab;
-    if (n > g->max_tree || n > g->step_tokens || g->len + n > g->kv_tokens)
-        return llava_errf(err, "label trie of %d tokens does not fit the reserved buffers", n);
-    int *pos = xmalloc(sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++) pos[i] = parent[i] < 0 ? g->len : pos[parent[i]] + 1;
-    cuda_upload(g->c, g->d_ids, tok, sizeof(int) * (size_t)n);
-    cuda_upload(g->c, g->d_pos, pos, sizeof(int) * (size_t)n);
-    cuda_upload(g->c, g->d_parent, parent, sizeof(int) * (size_t)n);
-    free(pos);
+    /* host int block: pos (n), kv rows (n); then qs (S+1), begin (S), end (S), last (S) */
+    int *pos = g->h_ints, *kvrow = pos + n, *seq = g->h_ints + 2 * (size_t)g->step_tokens;
+    for (int s = 0, r = 0; s < S; s++) {
+        seq[s] = r;
+        seq[S + 1 + s] = base[s];
+        seq[2 * S + 1 + s] = base[s] + len[s] + n_new[s];
+        for (int i = 0; i < n_new[s]; i++, r++) {
+            pos[r] = len[s] + i;
+            kvrow[r] = base[s] + len[s] + i;
+            if (ids[r] < 0 || ids[r] >= V) {
+                llava_errf(err, "token id %d is outside the vocabulary (%d)", ids[r], V);
+                goto done;
+            }
+        }
+        seq[3 * S + 1 + s] = r - 1;
+    }
+    seq[S] = n;
+    for (int i = 0; i < n_img; i++)
+        if (img_rows[i] < 0 || img_rows[i] >= n || (i && img_rows[i] <= img_rows[i - 1])) {
+            llava_errf(err, "image row %d is not ascending within the %d new rows", img_rows[i], n);
+            goto done;
+        }
+    if (feat_skip < 0 || feat_skip + n_img > g->n_feats) {
+        llava_errf(err, "image features and image tokens do not match: tokens: %d, features: %d", n_img,
+                   g->n_feats - feat_skip);
+        goto done;
+    }
+    cuda_upload(g->c, g->d_ids, ids, sizeof(int) * (size_t)n);
     cuda_embed(g->c, g->x, g->embed, g->d_ids, n, H);
-    gpu_dec_args a = {.n = n, .cached = 1, .tree = 1};
+    if (n_img) {
+        cuda_upload(g->c, g->d_idx, img_rows, sizeof(int) * (size_t)n_img);
+        cuda_scatter_rows(g->c, g->x, g->feats + (size_t)feat_skip * H, g->d_idx, n_img, H);
+    }
+    cuda_upload(g->c, g->d_pos, pos, sizeof(int) * (size_t)n);
+    cuda_upload(g->c, g->d_kvrow, kvrow, sizeof(int) * (size_t)n);
+    cuda_upload(g->c, g->d_kvseq, seq, sizeof(int) * (size_t)(4 * S + 1));
+    gpu_dec_args a = {.n = n, .pos = g->d_pos, .qs = g->d_kvseq, .n_seqs = S, .max_q = max_q, .kv = 1,
+                      .kv_rows = g->d_kvrow, .kv_begin = g->d_kvseq + S + 1, .kv_end = g->d_kvseq + 2 * S + 1,
+                      .max_k = max_k};
     gpu_decoder(g, &a);
-    cuda_linear_f32out(g->c, g->logits, g->h, g->lm_head, n, H, V);
-    cuda_log_softmax(g->c, g->logits, g->logits, n, V);
-    cuda_download(g->c, logprobs, g->logits, sizeof(float) * (size_t)n * V);
-    return 0;
+    /* LM head on each sequence's last new row (act is free scratch after the decoder) */
+    cuda_gather_rows(g->c, g->act, g->h, g->d_kvseq + 3 * S + 1, S, H);
+    for (int c0 = 0; c0 < S; c0 += g->max_tree) {
+        const int cnt = S - c0 < g->max_tree ? S - c0 : g->max_tree;
+        cuda_linear_f32out(g->c, g->logits, g->act + (size_t)c0 * H, g->lm_head, cnt, H, V);
+        cuda_download(g->c, logits + (size_t)c0 * V, g->logits, sizeof(float) * (size_t)cnt * V);
+    }
+    rc = 0;
+done:
+    g->n_feats = 0; /* one call consumes (or drops) what was encoded for it */
+    return rc;
 }
 
 #endif

@@ -20,8 +20,8 @@
 typedef struct llava_gpu llava_gpu;
 
 typedef struct llava_gpu_params {
-    int kv_tokens;        /* KV-cache positions: 0 none (classification only), -1 the model's context
-                             (max_position_embeddings) or what fits, else exactly this many */
+    int kv_tokens;        /* KV-cache positions, shared by the sequences being generated: 0 none
+                             (classification only), -1 what fits beside the step, else exactly this many */
     int step_tokens;      /* tokens per packed step: 0 = what fits (at most 65536), else exactly */
     double mem_limit_gib; /* device memory the whole process may use (0: the free memory less a margin) */
 } llava_gpu_params;
@@ -43,22 +43,28 @@ const llava_gpu_info *llava_gpu_get_info(const llava_gpu *g);
 /* device memory in use on device 0 now, all processes, and its size (bytes; 0 and 0 without CUDA) */
 void llava_gpu_mem(double *used_bytes, double *total_bytes);
 
-/* ---- one request at a time (generation) ----------------------------------------------------- */
+/* ---- generation: sequences in ranges of the KV cache, extended together ------------------------
+ * The kv_tokens positions of the KV cache are shared: each running sequence owns a range of them
+ * [base, base + its capacity), handed out by the caller (engine/generate.c). One llava_gpu_extend
+ * call appends new tokens to up to LLAVA_GPU_MAX_SEQS sequences in one packed pass: prompt chunks of
+ * new sequences and the one sampled token of running ones share the step (continuous batching). */
+#define LLAVA_GPU_MAX_SEQS 256
 
 /* Vision tower + projector + packing on the device for one preprocessed image (pixels host
- * (n_tiles, 3, S, S)); the features stay on the device, appended after those of earlier images
- * of the same request (returned count = this image's tokens). llava_gpu_prefill consumes them. */
+ * (n_tiles, 3, S, S)); the features stay on the device, appended after those of images encoded
+ * before (returned count = this image's tokens), until the next llava_gpu_extend consumes them. */
 int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H, int W, int *n_feats, llava_err *err);
 
-/* Prefill: prompt ids (host, n_ids) with image_token_index where the encoded images' features go
- * (in order). Resets the KV cache and consumes the encoded features. logits (host, V) of the last
- * position. */
-int llava_gpu_prefill(llava_gpu *g, const int *ids, int n_ids, float *logits, llava_err *err);
-/* One decoding step: appends token id, logits (host, V) of it. */
-int llava_gpu_decode(llava_gpu *g, int id, float *logits, llava_err *err);
-/* Label trie after the prefilled prompt (see mistral_forward_tree); logprobs (host, n, V) are the
- * log-softmax of each trie token's logits. */
-int llava_gpu_tree(llava_gpu *g, const int *tok, const int *parent, int n, float *logprobs, llava_err *err);
+/* Sequence s (of n_seqs) gets n_new[s] tokens (its slice of ids, sequences in order) at positions
+ * len[s].. ; their keys/values go to cache rows base[s] + len[s].. and they attend to cache rows
+ * [base[s], base[s] + len[s] + n_new[s]). The new rows img_rows (n_img, ascending) take the encoded
+ * image features in order, starting at feature row feat_skip (the others are token embeddings); the
+ * call then drops all encoded features. logits (host, n_seqs, V): of each sequence's last new
+ * token. sum n_new <= step_tokens. */
+int llava_gpu_extend(llava_gpu *g, int n_seqs, const int *base, const int *len, const int *n_new, const int *ids,
+                     const int *img_rows, int n_img, int feat_skip, float *logits, llava_err *err);
+/* Drops encoded features that no extend will consume (after a failed encode). */
+void llava_gpu_drop_images(llava_gpu *g);
 
 /* Debug/test access: the vision hidden state of the selected layer for the last encoded image
  * (host, (n_tiles, n_pos, Dv) as float). */

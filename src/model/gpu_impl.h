@@ -72,21 +72,27 @@ struct llava_gpu {
     bf16 *gu, *act;       /* (A, 2I), (A, I) */
     bf16 *kc, *vc;        /* (L, C, KD) KV cache (NULL when C = 0) */
     float *logits;        /* (max_tree, V) */
-    int *d_ids, *d_pos, *d_idx, *d_parent; /* (max(A, max_tree)) one-request path */
-    int *d_starts;        /* 4 */
+    int *d_ids, *d_pos, *d_idx, *d_kvrow; /* (A) llava_gpu_extend: ids, positions, image rows, cache rows */
+    int *d_kvseq;         /* (4*LLAVA_GPU_MAX_SEQS + 1) llava_gpu_extend: query starts, key ranges, last rows */
+    int *h_ints;          /* host scratch of llava_gpu_extend: 2*A + 4*LLAVA_GPU_MAX_SEQS + 1 ints */
     int *d_step;          /* step index lists (see gpu_step.c), gpu_step_ints(A, step_seqs) ints */
     float *d_out;         /* (A) picked log-probabilities */
-    int len;              /* tokens in the KV cache */
 };
 
-/* Decoder arguments: cached = one sequence at KV-cache rows g->len.. (tree: label trie after the
- * cache); otherwise the packed step (sequences qs, tree tails tail/parent, all device arrays). */
+/* Decoder arguments (all arrays on the device): n packed rows at positions pos, sequences starting
+ * at query rows qs (n_seqs + 1).
+ * kv = 1 (generation): row i's key/value go to KV-cache row kv_rows[i], and sequence s attends to
+ *   cache rows [kv_begin[s], kv_end[s]) (its new rows are the last of them; max_k bounds the lengths).
+ * kv = 0 (label scoring step): keys are the step's own rows; tail/parent make each sequence's last
+ *   tail[s] rows a label trie. */
 typedef struct {
     int n;
-    int cached, tree;
-    const int *pos;       /* device positions (NULL: g->d_pos) */
+    const int *pos;
     const int *qs, *tail, *parent;
     int n_seqs, max_q;
+    int kv;
+    const int *kv_rows, *kv_begin, *kv_end;
+    int max_k;
     /* packed step, optional: only these rows leave the last layer (the rows the LM head needs):
      * keep_rows (n_keep packed rows, per sequence its last prompt row then its trie rows), their
      * positions, per-sequence starts keep_qs (n_seqs+1) and trie parents indexed by kept row.

@@ -10,11 +10,13 @@ struct llava_engine {
     const llava_model *m;
     llava_gpu *gpu;
     llava_sched *sched;  /* classification jobs: batched steps (continuous batching) */
+    llava_generator *gen; /* chat jobs: generation steps shared by all running chats */
     int max_queue;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     llava_job *head, *tail;
     int n_waiting, running, stopping;
+    int gen_waiting;     /* chat jobs the generator holds but has not started (count as queued) */
     pthread_t thread;
 };
 
@@ -85,6 +87,7 @@ static size_t stable_len(const llava_job *j, const char *text) {
 typedef struct {
     llava_job *job;
     const llava_model *m;
+    llava_gen_image *images;
 } token_ctx;
 
 /* Decodes toks, cuts the text at a stop string, publishes text/stable. Called with j->mu NOT held
@@ -107,7 +110,7 @@ static void update_text(llava_job *j, const llava_model *m, int final) {
     pthread_mutex_unlock(&j->mu);
 }
 
-/* Per-token callback of llava_generate, on the worker thread: publishes the text so far and ends the
+/* Per-token callback of the generator, on the worker thread: publishes the text so far and ends the
  * generation as soon as a stop string has been seen or the client has gone (cancelled). */
 static int on_token(void *ud, const llava_gen_result *r) {
     token_ctx *tc = ud;
@@ -123,35 +126,38 @@ static int on_token(void *ud, const llava_gen_result *r) {
     return j->stopped;
 }
 
-static int run_chat(llava_engine *e, llava_job *j, llava_err *err) {
-    const llava_model *m = e->m;
-    int n = j->n_images, rc = -1;
-    float **feats = xcalloc((size_t)(n ? n : 1), sizeof *feats);
-    int *n_feats = xcalloc((size_t)(n ? n : 1), sizeof *n_feats);
-    llava_gen_result res = {0};
-    for (int i = 0; i < n; i++) {
+static void finish_job(llava_job *j, int failed, const llava_err *err);
+
+/* the generator's end of a chat job */
+static void on_chat_done(void *ud, llava_gen_result *res, const llava_err *err) {
+    token_ctx *tc = ud;
+    llava_job *j = tc->job;
+    if (!err) {
+        update_text(j, tc->m, 1);
+        j->finish_reason = j->stopped ? "stop" : res->finish_reason;
+    }
+    free(tc->images);
+    free(tc);
+    finish_job(j, err != NULL, err);
+}
+
+/* Hands a chat job to the generator (it joins the running chats at the next step). */
+static int add_chat(llava_engine *e, llava_job *j, llava_err *err) {
+    token_ctx *tc = xcalloc(1, sizeof *tc);
+    tc->job = j, tc->m = e->m;
+    tc->images = xcalloc((size_t)(j->n_images ? j->n_images : 1), sizeof *tc->images);
+    for (int i = 0; i < j->n_images; i++) {
         const llava_job_image *im = &j->images[i];
-        if (e->gpu) {
-            if (llava_gpu_encode_image(e->gpu, im->pixels, im->n_tiles, im->H, im->W, &n_feats[i], err)) goto done;
-        } else if (llava_image_features(&feats[i], &n_feats[i], m, im->pixels, im->n_tiles, im->H, im->W, err))
-            goto done;
-        if (n_feats[i] != im->n_tokens) {
-            llava_errf(err, "image %d: %d features for %d image tokens", i + 1, n_feats[i], im->n_tokens);
-            goto done;
-        }
+        tc->images[i] = (llava_gen_image){im->pixels, im->n_tiles, im->H, im->W};
     }
     j->toks = xcalloc((size_t)(j->gp.max_tokens > 0 ? j->gp.max_tokens : 1), sizeof *j->toks);
-    token_ctx tc = {j, m};
-    if (llava_generate(&res, m, e->gpu, j->ids, j->n_ids, feats, n_feats, n, &j->gp, on_token, &tc, err)) goto done;
-    update_text(j, m, 1);
-    j->finish_reason = j->stopped ? "stop" : res.finish_reason;
-    rc = 0;
-done:
-    llava_gen_result_free(&res);
-    for (int i = 0; i < n; i++) free(feats[i]);
-    free(feats);
-    free(n_feats);
-    return rc;
+    llava_gen_request r = {j->ids, j->n_ids, tc->images, j->n_images, j->gp, on_token, tc};
+    if (llava_generator_add(e->gen, &r, on_chat_done, tc, err)) {
+        free(tc->images);
+        free(tc);
+        return -1;
+    }
+    return 0;
 }
 
 /* Publishes the end of a job; j is the submitter's once done is set. */
@@ -181,22 +187,27 @@ static void on_scored(void *user, const llava_sched_result *r) {
     finish_job(j, r->error != NULL, &err);
 }
 
-static void set_running(llava_engine *e, int chat) {
+/* publishes the gauges: running = images in the scheduler + chats generating; chats the generator
+ * has not started count as waiting (the queue limit covers them) */
+static void set_running(llava_engine *e) {
     pthread_mutex_lock(&e->mu);
-    e->running = llava_sched_pending(e->sched) + chat;
+    e->running = llava_sched_pending(e->sched) + llava_generator_running(e->gen);
+    e->gen_waiting = llava_generator_waiting(e->gen);
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Takes every queued job at once: classification jobs join the scheduler's next step; a chat job
- * first lets the classifications before it finish (FIFO), then runs alone. With work in the
- * scheduler and nothing queued, waits for the running step (new jobs join the one after it). */
+/* Takes every queued job at once: classification jobs join the scheduler's next step, chat jobs the
+ * generator's next step. Then one generation step (every running chat gets a token, new ones are
+ * prefilled), and the scheduler delivers its finished steps (waiting for one only when no chat is
+ * running). The device's stream orders the two kinds of step. */
 static void *worker(void *arg) {
     llava_engine *e = arg;
     for (;;) {
+        int gen = llava_generator_running(e->gen) + llava_generator_waiting(e->gen);
         pthread_mutex_lock(&e->mu);
-        while (!e->head && !e->stopping && !llava_sched_pending(e->sched)) pthread_cond_wait(&e->cv, &e->mu);
+        while (!e->head && !e->stopping && !llava_sched_pending(e->sched) && !gen) pthread_cond_wait(&e->cv, &e->mu);
         llava_job *list = e->head;
-        if (!list && !llava_sched_pending(e->sched)) { /* stopping and drained */
+        if (!list && !llava_sched_pending(e->sched) && !gen) { /* stopping and drained */
             pthread_mutex_unlock(&e->mu);
             break;
         }
@@ -223,18 +234,18 @@ static void *worker(void *arg) {
                 const llava_job_image *im = &j->images[0];
                 if (llava_sched_add(e->sched, j->clf, im->pixels, im->n_tiles, im->H, im->W, j, &err))
                     finish_job(j, 1, &err); /* the device failed */
-                set_running(e, 0);
-                continue;
+            } else if (add_chat(e, j, &err)) {
+                finish_job(j, 1, &err);
             }
-            if (llava_sched_flush(e->sched, &err)) llava_errf(&err, "the device failed: %s", err.msg);
-            set_running(e, 1);
-            int failed = run_chat(e, j, &err) != 0;
-            finish_job(j, failed, &err);
-            set_running(e, 0);
+        }
+        set_running(e);
+        if (llava_generator_running(e->gen) + llava_generator_waiting(e->gen)) {
+            llava_generator_step(e->gen, &err); /* a failure ended its sequences with the message */
+            set_running(e);
         }
         if (llava_sched_pending(e->sched)) {
-            llava_sched_poll(e->sched, 1, &err);
-            set_running(e, 0);
+            llava_sched_poll(e->sched, !llava_generator_running(e->gen), &err);
+            set_running(e);
         }
     }
     return NULL;
@@ -250,12 +261,19 @@ int llava_engine_start(llava_engine **out, const llava_model *m, llava_gpu *gpu,
         *out = NULL;
         return -1;
     }
+    if (llava_generator_new(&e->gen, m, gpu, 0, err)) {
+        llava_sched_free(e->sched);
+        free(e);
+        *out = NULL;
+        return -1;
+    }
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (pthread_create(&e->thread, NULL, worker, e)) {
         pthread_mutex_destroy(&e->mu);
         pthread_cond_destroy(&e->cv);
         llava_sched_free(e->sched);
+        llava_generator_free(e->gen);
         free(e);
         *out = NULL;
         return llava_errf(err, "cannot start the engine thread");
@@ -268,7 +286,7 @@ int llava_engine_submit(llava_engine *e, llava_job *j) {
     pthread_mutex_lock(&e->mu);
     int rc = 0;
     if (e->stopping) rc = -2;
-    else if (e->n_waiting >= e->max_queue) rc = -1;
+    else if (e->n_waiting + e->gen_waiting >= e->max_queue) rc = -1;
     else {
         j->t_submit = llava_now();
         j->next = NULL;
@@ -284,7 +302,7 @@ int llava_engine_submit(llava_engine *e, llava_job *j) {
 
 void llava_engine_load(llava_engine *e, int *waiting, int *running) {
     pthread_mutex_lock(&e->mu);
-    *waiting = e->n_waiting;
+    *waiting = e->n_waiting + e->gen_waiting;
     *running = e->running;
     pthread_mutex_unlock(&e->mu);
 }
@@ -297,6 +315,7 @@ void llava_engine_stop(llava_engine *e) {
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
     llava_sched_free(e->sched);
+    llava_generator_free(e->gen);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

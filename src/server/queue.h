@@ -1,5 +1,7 @@
 /* queue.h — the engine side of `llava serve`: prepared requests (jobs), a bounded FIFO of them and
- * the one engine worker thread that runs them on the model, one at a time.
+ * the one engine worker thread that feeds them to the model: classification jobs to the scheduler
+ * (batched label-scoring steps), chat jobs to the generator (every running chat gets a token per
+ * step, new ones are prefilled in the same step): continuous batching for both.
  *
  * Owns: the worker thread, the queue, and each job's synchronisation (mutex + condition variable).
  * Assumes: a job arrives fully prepared (prompt ids with expanded image tokens, preprocessed pixels,
@@ -7,7 +9,6 @@
  * Never: frees a job. The submitter owns it, waits for job->done (llava_job_wait) and frees it; the
  * worker does not touch a job after it set done. A job marked cancelled before it starts is skipped;
  * a running chat job stops generating at its next token.
- * Replacing the worker by a batching scheduler keeps this contract: submit, then done + broadcast.
  */
 #ifndef LLAVA_SERVER_QUEUE_H
 #define LLAVA_SERVER_QUEUE_H
@@ -64,7 +65,7 @@ void llava_job_cancel_wait(llava_job *j);
 
 typedef struct llava_engine llava_engine;
 
-/* gpu may be NULL (CPU). max_queue: jobs waiting (not counting the running one), >= 1. */
+/* gpu may be NULL (CPU). max_queue: jobs waiting (queued, or chats not yet started), >= 1. */
 int llava_engine_start(llava_engine **out, const llava_model *m, llava_gpu *gpu, int max_queue, llava_err *err);
 /* 0 queued; -1 the queue is full; -2 the engine is stopping. */
 int llava_engine_submit(llava_engine *e, llava_job *j);

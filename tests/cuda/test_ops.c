@@ -588,6 +588,88 @@ static void test_attention(const char *label, int ns, const int *qlens, const in
     cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(dqs), cuda_free(dks), cuda_free(dout_);
 }
 
+/* batched generation: new rows of each sequence against its range of a shared KV cache, ranges
+ * scattered with gaps (cuda_attention_ranges); the new rows' K/V first stored into the cache by
+ * cuda_kv_store from a packed [k | v] buffer, as the decoder does */
+static void test_attention_ranges(const char *label, int ns, const int *qlens, const int *klens, int heads, int kv,
+                                  int hd) {
+    const int KD = kv * hd;
+    int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), *kb = xmalloc_t((size_t)ns * sizeof(int));
+    int *ke = xmalloc_t((size_t)ns * sizeof(int));
+    int Ck = 0, max_q = 0, max_k = 0;
+    qs[0] = 0;
+    for (int s = ns - 1; s >= 0; s--) { /* ranges in reverse order of the sequences, with gaps */
+        Ck += 1 + rnd_int(40);
+        kb[s] = Ck, ke[s] = Ck + klens[s];
+        Ck += klens[s] + rnd_int(3);
+    }
+    for (int s = 0; s < ns; s++) {
+        qs[s + 1] = qs[s] + qlens[s];
+        if (qlens[s] > max_q) max_q = qlens[s];
+        if (klens[s] > max_k) max_k = klens[s];
+    }
+    const int tq = qs[ns];
+    size_t qn = (size_t)tq * heads * hd;
+    float *q = rand_vec(qn, 1.5f);
+    float *kc = rand_vec((size_t)Ck * KD, 1.f), *vc = rand_vec((size_t)Ck * KD, 1.f);
+    float *kvnew = rand_vec((size_t)tq * 2 * KD, 1.f);
+    int *rows = xmalloc_t((size_t)(tq ? tq : 1) * sizeof(int));
+    for (int s = 0; s < ns; s++)
+        for (int i = 0; i < qlens[s]; i++) {
+            int r = ke[s] - qlens[s] + i; /* the new rows are the last of the range */
+            rows[qs[s] + i] = r;
+            for (int d = 0; d < KD; d++) {
+                kc[(size_t)r * KD + d] = kvnew[(size_t)(qs[s] + i) * 2 * KD + d];
+                vc[(size_t)r * KD + d] = kvnew[(size_t)(qs[s] + i) * 2 * KD + KD + d];
+            }
+        }
+    float scale = 1.f / sqrtf((float)hd);
+    float *ref = xmalloc_t(qn * sizeof(float));
+    for (int s = 0; s < ns; s++)
+        cpu_attention(ref + (size_t)qs[s] * heads * hd, q + (size_t)qs[s] * heads * hd, kc + (size_t)kb[s] * KD,
+                      vc + (size_t)kb[s] * KD, qlens[s], klens[s], heads, kv, hd, KD, 1, klens[s] - qlens[s], 0, scale);
+    /* the device cache holds the old rows; the new ones arrive through cuda_kv_store */
+    float *kc0 = xmalloc_t((size_t)Ck * KD * sizeof(float)), *vc0 = xmalloc_t((size_t)Ck * KD * sizeof(float));
+    memcpy(kc0, kc, (size_t)Ck * KD * sizeof(float));
+    memcpy(vc0, vc, (size_t)Ck * KD * sizeof(float));
+    for (int i = 0; i < tq; i++)
+        for (int d = 0; d < KD; d++) kc0[(size_t)rows[i] * KD + d] = vc0[(size_t)rows[i] * KD + d] = -7.f;
+    void *dq = up_bf16(q, qn), *dkc = up_bf16(kc0, (size_t)Ck * KD), *dvc = up_bf16(vc0, (size_t)Ck * KD);
+    void *dkv = up_bf16(kvnew, (size_t)tq * 2 * KD), *drows = up_bytes(rows, (size_t)(tq ? tq : 1) * sizeof(int));
+    void *dqs = up_bytes(qs, (size_t)(ns + 1) * sizeof(int)), *dkb = up_bytes(kb, (size_t)ns * sizeof(int));
+    void *dke = up_bytes(ke, (size_t)ns * sizeof(int));
+    void *dout_ = out_buf(qn * 2);
+    char desc[160];
+    int pos = snprintf(desc, sizeof desc, "%s seqs=", label);
+    for (int s = 0; s < ns && pos < 90; s++)
+        pos += snprintf(desc + pos, sizeof desc - pos, "%s%d/%d", s ? "," : "", qlens[s], klens[s]);
+    if (pos >= 90) pos += snprintf(desc + pos, sizeof desc - pos, ",..");
+    snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d cache=%d", heads, kv, hd, Ck);
+    cuda_kv_store(C, dkc, dvc, dkv, drows, tq, KD);
+    float *gk = down_bf16(dkc, (size_t)Ck * KD), *gv = down_bf16(dvc, (size_t)Ck * KD);
+    for (size_t i = 0; i < (size_t)Ck * KD; i++) kc[i] = bfr(kc[i]), vc[i] = bfr(vc[i]);
+    check("kv_store.k", desc, gk, kc, (size_t)Ck * KD, (size_t)KD, 0);
+    check("kv_store.v", desc, gv, vc, (size_t)Ck * KD, (size_t)KD, 0);
+    free(gk), free(gv);
+    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
+    for (int im = 0; im < n_impl; im++) {
+        cuda_ctx *x = ctx_impl[im];
+        poison(dout_, qn * 2);
+        cuda_sync(C);
+        cuda_attention_ranges(x, dout_, dq, dkc, dvc, dqs, dkb, dke, ns, max_q, max_k, heads, kv, hd, KD, scale);
+        cuda_sync(x);
+        float *g = down_bf16(dout_, qn);
+        char op[40];
+        snprintf(op, sizeof op, "attn_ranges[%s]", impl_names[im]);
+        check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
+        check_guard(op, desc, dout_, qn * 2);
+        free(g);
+    }
+    free(qs), free(kb), free(ke), free(q), free(kc), free(vc), free(kvnew), free(rows), free(ref), free(kc0), free(vc0);
+    cuda_free(dq), cuda_free(dkc), cuda_free(dvc), cuda_free(dkv), cuda_free(drows), cuda_free(dqs), cuda_free(dkb);
+    cuda_free(dke), cuda_free(dout_);
+}
+
 /* tree: shape 0 = random forest, 1 = one chain, 2 = label trie (shared first tokens, then branches) */
 static void test_tree(int n_q, int n_prefix, int heads, int kv, int hd, int shape_kind) {
     if (small && n_prefix + n_q > 1500) return;
@@ -1136,6 +1218,16 @@ attention:
         test_tail_tree(4, p3, t3, 4, 2, 8);
         int p4[] = {300, 5}, t4[] = {0, 9}; /* a sequence without a tail */
         test_tail_tree(2, p4, t4, 8, 2, 128);
+    }
+    /* batched generation: decode rows and prompt chunks against ranges of a shared cache */
+    {
+        int q1[] = {1, 1, 1, 1, 1, 1}, k1[] = {1, 577, 2478, 4097, 65, 2};
+        test_attention_ranges("decode", 6, q1, k1, 32, 8, 128);
+        int q2[] = {1, 2478, 1, 300, 1}, k2[] = {2500, 2478, 17, 1300, 64};
+        test_attention_ranges("decode+prefill", 5, q2, k2, 32, 8, 128);
+        test_attention_ranges("decode+prefill", 5, q2, k2, 6, 2, 64);
+        int q3[] = {3, 1, 70}, k3[] = {9, 1, 200};
+        test_attention_ranges("small-hd", 3, q3, k3, 4, 2, 8);
     }
 
     if (attn_only) goto done;

@@ -22,6 +22,11 @@
  *  - attn_generic_kernel<TPR> (any hd <= 128, any alignment): TPR = 1..16 threads per row, each
  *    owning 8 dims; scores reduced with warp shuffles; fp32 tiles in shared memory.
  * LLAVA_CUDA_ATTN=generic|mma-plain|mma|auto picks one for tests (read by cuda_ctx_new).
+ * On an H100/H200 (sm_90a code, cc 9.0) the prompt rows of causal prefills whose queries are their
+ * keys (q_start == k_start, hd 128) go to attn_sm90_kernel (attention_sm90.cu: wgmma, 128-row
+ * blocks) when LLAVA_CUDA_ATTN is auto or mma; the tree tails of cuda_attention_tail_tree then take a
+ * second launch of attn_mma_kernel over the tail rows only (AttnParams.tail_only).
+ * LLAVA_CUDA_ATTN_SM90=0 turns that path off (read once; cuda_attention_sm90_set switches it too).
  *
  * Visibility (the mask) for query i of a sequence with q_len queries and k_len keys:
  *   full:   every key;
@@ -42,6 +47,8 @@ struct AttnParams {
     uint16_t *out;
     const uint16_t *q, *k, *v;
     const int *q_start, *k_start; /* varlen modes, device, n_seqs + 1 */
+    const int *k_end;             /* optional, device, n_seqs: sequence s's keys end at k_end[s] (not
+                                     k_start[s + 1]): ranges of a shared KV cache, with gaps */
     const int *parent;            /* tree mode: device, n_q; tree tail: indexed by packed query row,
                                      values relative to the sequence's tail start (-1 = root) */
     const int *tail_len;          /* causal mode, device, n_seqs (NULL: no tree tails) */
@@ -50,6 +57,7 @@ struct AttnParams {
     int mode;
     float scale_log2;
     int tiles_per_seq;
+    int tail_only;       /* tile only the tree-tail rows of each sequence (the sm90 kernel did the rest) */
     int nsplit;          /* split-KV chunks (1: none) */
     size_t ws_rows;      /* rows per split in the partial buffers: >= tokens × heads */
     float *ws_o, *ws_ml; /* partials (nsplit, ws_rows, hd) and (nsplit, ws_rows, 2), in the ctx workspace */
@@ -71,7 +79,7 @@ __device__ __forceinline__ SeqInfo seq_info(const AttnParams &p, int s) {
         si.tq0 = 0, si.tfrom = p.tree_nprefix, si.par = p.parent;
     } else {
         si.q0 = p.q_start[s], si.qlen = p.q_start[s + 1] - si.q0;
-        si.k0 = p.k_start[s], si.klen = p.k_start[s + 1] - si.k0;
+        si.k0 = p.k_start[s], si.klen = (p.k_end ? p.k_end[s] : p.k_start[s + 1]) - si.k0;
         si.tq0 = 0, si.tfrom = INT_MAX, si.par = NULL;
         if (p.tail_len) {
             int tl = p.tail_len[s];
@@ -108,6 +116,13 @@ __device__ __forceinline__ bool visible(const SeqInfo &si, int lim, int i, int k
 __device__ __forceinline__ void block_tile(const AttnParams &p, int &s, int &t) {
     s = blockIdx.x / p.tiles_per_seq;
     t = p.tiles_per_seq - 1 - (int)(blockIdx.x % p.tiles_per_seq);
+}
+
+/* first row the tiles of a sequence start from: 0, or with tail_only its first tree-tail row (all
+ * its rows when it has no tail: then no block of it has work) */
+__device__ __forceinline__ int row_base(const AttnParams &p, const SeqInfo &si) {
+    if (!p.tail_only) return 0;
+    return si.tfrom == INT_MAX ? si.qlen * p.group : si.tq0 * p.group;
 }
 
 /* ================================ tensor-core kernel ========================================= */
@@ -173,7 +188,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) attn_mma_kernel(AttnParams p
     const int kvh = blockIdx.y, split = blockIdx.z;
     const SeqInfo si = seq_info(p, s);
     const int rows_total = si.qlen * p.group;
-    const int r0 = t * BQ;
+    const int r0 = row_base(p, si) + t * BQ;
     if (r0 >= rows_total) return; /* whole block: before any barrier */
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
@@ -452,7 +467,7 @@ __global__ void __launch_bounds__(GEN_THREADS, 1) attn_generic_kernel(AttnParams
     const int kvh = blockIdx.y;
     const SeqInfo si = seq_info(p, s);
     const int rows_total = si.qlen * p.group;
-    const int r0 = t * RB;
+    const int r0 = row_base(p, si) + t * RB;
     if (r0 >= rows_total) return;
 
     const int hd = p.hd;
@@ -667,6 +682,21 @@ extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16
     p.mode = causal ? ATT_CAUSAL : ATT_FULL;
     p.scale_log2 = scale * 1.4426950408889634f;
     attention_launch(c, p, n_seqs, max_q, 0);
+}
+
+extern "C" void cuda_attention_ranges(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
+                                      const int *q_start, const int *k_begin, const int *k_end, int n_seqs, int max_q,
+                                      int max_k, int heads, int kv_heads, int hd, int kv_stride, float scale) {
+    if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
+    ctx_use(c);
+    AttnParams p = {};
+    p.out = out, p.q = q, p.k = k, p.v = v;
+    p.q_start = q_start, p.k_start = k_begin, p.k_end = k_end;
+    p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
+    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
+    p.mode = ATT_CAUSAL;
+    p.scale_log2 = scale * 1.4426950408889634f;
+    attention_launch(c, p, n_seqs, max_q, max_k);
 }
 
 extern "C" void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int n_q,

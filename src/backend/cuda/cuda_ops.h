@@ -91,6 +91,9 @@ void cuda_embed(cuda_ctx *c, bf16 *out, const bf16 *table, const int *ids, int n
 void cuda_scatter_rows(cuda_ctx *c, bf16 *dst, const bf16 *src, const int *idx, int n, int d);
 /* dst rows i ← src rows idx[i] (gather) */
 void cuda_gather_rows(cuda_ctx *c, bf16 *dst, const bf16 *src, const int *idx, int n, int d);
+/* KV-cache store: kc row rows[i] <- kv[i][0:kd], vc row rows[i] <- kv[i][kd:2kd] (kv rows are the
+ * [k | v] GEMM output, 2*kd wide; rows must not repeat). */
+void cuda_kv_store(cuda_ctx *c, bf16 *kc, bf16 *vc, const bf16 *kv, const int *rows, int n, int kd);
 
 /* CLIP patch embedding input: cols (n_tiles*G*G, 3*P*P) bf16 = the P×P patches of pixels
  * (n_tiles, 3, S, S) fp32 (G = S / P), patch-major, channel then row then column within a patch
@@ -119,6 +122,14 @@ void cuda_rope_qk(cuda_ctx *c, bf16 *q, int q_heads, int q_stride, bf16 *k, int 
 void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
                     const int *k_start, int n_seqs, int max_q, int heads, int kv_heads, int hd, int kv_stride,
                     int causal, float scale);
+
+/* Causal attention of packed new rows against ranges of a shared KV cache (batched generation):
+ * sequence s owns query rows [q_start[s], q_start[s+1]) and key rows [k_begin[s], k_end[s]) of k/v
+ * (device int32; n_seqs+1, n_seqs, n_seqs entries; ranges may have gaps between them); its queries
+ * are its last keys (query i at position (k_len - q_len) + i). max_k >= every k_end - k_begin. */
+void cuda_attention_ranges(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
+                           const int *k_begin, const int *k_end, int n_seqs, int max_q, int max_k, int heads,
+                           int kv_heads, int hd, int kv_stride, float scale);
 
 /* Tree attention for label scoring, one sequence: query i sees the first n_prefix key rows and the
  * key rows n_prefix + a for every ancestor a of i (itself included; parent: device int32, -1 = root). */
