@@ -3,7 +3,7 @@
 # tools/device_bundle.sh carried): the CUDA tests, a random-weight LLaVA-NeXT-Mistral-7B checkpoint,
 # `llava bench` on workload W1 (free memory and a 22 GiB cap), `llava run` on the 7B, and the
 # transformers baseline on the same card. Logs and JSON go to $OUT (default /tmp/gpu-out).
-#   bash tools/gpu_session.sh tests|bench|serve|hf|prof|all [images]
+#   bash tools/gpu_session.sh tests|bench|serve|chat|hf|prof|all [images]
 set -u
 # the bundled Debian libraries only for our binaries (a global LD_LIBRARY_PATH breaks the machine's curl)
 gpu() { local b=$1; shift; LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} ".gpu/$b" "$@"; }
@@ -85,6 +85,24 @@ PY
     curl -s http://127.0.0.1:8765/metrics | grep -E "^llava_(requests|images|running|queue|gpu)" | head -n 12
     kill -TERM $srv; wait $srv; echo "serve exit rc=$?"
     tail -n 3 "$OUT/serve.log"
+fi
+if [ "$what" = chat ] || [ "$what" = all ]; then
+    # chat generation through llava serve: one client at a time, then many (continuous batching)
+    [ -d .gpu-wheels ] && python3 -m pip install -q --no-index --find-links .gpu-wheels openai >"$OUT/pip.log" 2>&1
+    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
+    [ -d $IMG ] || gpu llava bench -m $CK --images 64 --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
+    gpu llava serve -m $CK --port 8765 --device cuda >"$OUT/serve_chat.log" 2>&1 &
+    srv=$!
+    for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8765/health >/dev/null && break; sleep 1; done
+    for C in ${CHAT_CONC:-1 16 64}; do
+        n=$(( C * 2 > 8 ? C * 2 : 8 ))
+        python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG --mode chat \
+            --max-tokens ${CHAT_TOKENS:-64} -n $n -c $C --warmup 2 --json >"$OUT/chat_c$C.json" 2>"$OUT/chat_c$C.err"
+        echo "chat concurrency $C rc=$?"
+        python3 -c "import json;j=json.load(open('$OUT/chat_c$C.json'));print({k:j[k] for k in j if not isinstance(j[k],(list,dict))}, j.get('latency_ms'))" 2>&1 | head -c 700; echo
+    done
+    kill -TERM $srv; wait $srv; echo "serve exit rc=$?"
+    grep -iE "kv|cache|step" "$OUT/serve_chat.log" | head -n 3
 fi
 if [ "$what" = hf ] || [ "$what" = all ]; then
     python3 tools/bench_hf.py -m $CK --images $IMG -n 64 --batches "${HF_BATCHES:-1,16,32}" --price-per-hour 2.5 \

@@ -42,7 +42,7 @@ static void serve_usage(FILE *f) {
             "      --max-pixels N           pixels per image, larger get 413 (default 89478485, as Pillow)\n"
             "      --max-queue N            requests waiting for the engine; more get 429 (default 256)\n"
             "      --max-tokens-default N   max_tokens when a request gives none (default 256)\n"
-            "      --max-model-len N        prompt + generated tokens (default: the model's, at most 8192 on a GPU)\n"
+            "      --max-model-len N        prompt + generated tokens (default: the model's, at most the GPU's KV cache)\n"
             "      --allowed-local-media DIR  accept file:// image URLs that resolve inside DIR\n"
             "      --allow-remote-images    fetch http(s):// image URLs (at most 3 redirects, http/https only) from\n"
             "                               public addresses only (not loopback, private, link-local, metadata, ...)\n"
@@ -182,12 +182,13 @@ int cmd_serve(int argc, char **argv) {
         goto done;
     }
     int ctx = m->cfg.text.max_pos > 0 ? m->cfg.text.max_pos : 4096;
-    if (use_gpu && ctx > 8192) ctx = 8192;
     if (max_model_len) ctx = (int)max_model_len;
     if (use_gpu) {
-        gpu_params.kv_tokens = ctx + 8;
+        /* the KV cache takes what the step leaves; running chats share it (each holds prompt + max_tokens) */
+        gpu_params.kv_tokens = -1;
         if (cli_device_open(&m, &gpu, model_dir, device, &gpu_params, "llava serve", &err)) goto done;
         use_gpu = gpu != NULL;
+        if (gpu && ctx > llava_gpu_get_info(gpu)->kv_tokens) ctx = llava_gpu_get_info(gpu)->kv_tokens;
     }
     if (llava_engine_start(&eng, m, gpu, (int)max_queue, &err)) goto done;
     llava_server_params sp = {
