@@ -43,6 +43,9 @@ static void serve_usage(FILE *f) {
             "      --max-queue N            requests waiting for the engine; more get 429 (default 256)\n"
             "      --max-tokens-default N   max_tokens when a request gives none (default 256)\n"
             "      --max-model-len N        prompt + generated tokens (default: the model's, at most the GPU's KV cache)\n"
+            "      --max-num-seqs N         chats generating at once (default 64 on a GPU, 4 on the CPU)\n"
+            "      --max-num-batched-tokens N  new tokens per generation step: prompt chunks + one per running\n"
+            "                               chat (default 8192; bounds the running chats' time per token)\n"
             "      --allowed-local-media DIR  accept file:// image URLs that resolve inside DIR\n"
             "      --allow-remote-images    fetch http(s):// image URLs (at most 3 redirects, http/https only) from\n"
             "                               public addresses only (not loopback, private, link-local, metadata, ...)\n"
@@ -59,7 +62,8 @@ int cmd_serve(int argc, char **argv) {
     int allow_remote = 0, allow_private = 0;
     long remote_max_bytes = 20L << 20, remote_timeout = 5;
     long port = -1, max_body = 32L << 20, max_images = 8, max_pixels = 89478485, max_queue = 256,
-         max_tokens_default = 256, max_model_len = 0, threads = 0, shutdown_timeout = 25;
+         max_tokens_default = 256, max_model_len = 0, threads = 0, shutdown_timeout = 25, max_seqs = 0,
+         max_rows = 8192;
     llava_gpu_params gpu_params = llava_gpu_params_default();
     llava_err aerr = {{0}};
     for (int i = 1; i < argc; i++) {
@@ -95,6 +99,8 @@ int cmd_serve(int argc, char **argv) {
         INTOPT("--max-queue", 1, 1 << 20, max_queue)
         INTOPT("--max-tokens-default", 1, 1 << 24, max_tokens_default)
         INTOPT("--max-model-len", 16, 1 << 24, max_model_len)
+        INTOPT("--max-num-seqs", 1, LLAVA_GPU_MAX_SEQS, max_seqs)
+        INTOPT("--max-num-batched-tokens", 256, 1 << 24, max_rows)
         INTOPT("--threads", 1, 1024, threads)
         INTOPT("--shutdown-timeout", 0, 3600, shutdown_timeout)
         INTOPT("--remote-image-max-bytes", 1, 1L << 40, remote_max_bytes)
@@ -190,7 +196,7 @@ int cmd_serve(int argc, char **argv) {
         use_gpu = gpu != NULL;
         if (gpu && ctx > llava_gpu_get_info(gpu)->kv_tokens) ctx = llava_gpu_get_info(gpu)->kv_tokens;
     }
-    if (llava_engine_start(&eng, m, gpu, (int)max_queue, &err)) goto done;
+    if (llava_engine_start(&eng, m, gpu, (int)max_queue, (int)max_seqs, (int)max_rows, &err)) goto done;
     llava_server_params sp = {
         .host = host,
         .port = (int)port,

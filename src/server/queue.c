@@ -251,7 +251,8 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-int llava_engine_start(llava_engine **out, const llava_model *m, llava_gpu *gpu, int max_queue, llava_err *err) {
+int llava_engine_start(llava_engine **out, const llava_model *m, llava_gpu *gpu, int max_queue, int max_seqs,
+                       int max_rows, llava_err *err) {
     llava_engine *e = xcalloc(1, sizeof *e);
     e->m = m;
     e->gpu = gpu;
@@ -261,12 +262,13 @@ int llava_engine_start(llava_engine **out, const llava_model *m, llava_gpu *gpu,
         *out = NULL;
         return -1;
     }
-    if (llava_generator_new(&e->gen, m, gpu, 0, err)) {
+    if (llava_generator_new(&e->gen, m, gpu, max_seqs, err)) {
         llava_sched_free(e->sched);
         free(e);
         *out = NULL;
         return -1;
     }
+    llava_generator_set_max_rows(e->gen, max_rows);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (pthread_create(&e->thread, NULL, worker, e)) {

@@ -65,8 +65,11 @@ void llava_job_cancel_wait(llava_job *j);
 
 typedef struct llava_engine llava_engine;
 
-/* gpu may be NULL (CPU). max_queue: jobs waiting (queued, or chats not yet started), >= 1. */
-int llava_engine_start(llava_engine **out, const llava_model *m, llava_gpu *gpu, int max_queue, llava_err *err);
+/* gpu may be NULL (CPU). max_queue: jobs waiting (queued, or chats not yet started), >= 1.
+ * max_seqs: chats generating at once (0: the generator's default); max_rows: new tokens per
+ * generation step on a GPU (0: the device's step). */
+int llava_engine_start(llava_engine **out, const llava_model *m, llava_gpu *gpu, int max_queue, int max_seqs,
+                       int max_rows, llava_err *err);
 /* 0 queued; -1 the queue is full; -2 the engine is stopping. */
 int llava_engine_submit(llava_engine *e, llava_job *j);
 /* Jobs waiting and running right now. */
