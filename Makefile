@@ -39,12 +39,15 @@ CU_SRC := $(shell find src -name '*.cu' 2>/dev/null)
 ifneq ($(strip $(HAVE_NVCC)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(HAVE_NVCC))
 CFLAGS += -DLLAVA_CUDA
+# Hopper gets sm_90a machine code (wgmma: attention_sm90.cu) instead of plain sm_90: cc 9.0 devices
+# load it (there is no other 9.0 cubin to prefer), later chips JIT the compute_90 PTX.
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
-             -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=[sm_90,compute_90]
+             -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90a,code=sm_90a \
+             -gencode arch=compute_90,code=compute_90
 NVCCFLAGS = -O3 -std=c++17 $(CUDA_ARCH) -Isrc -DLLAVA_CUDA -Xcompiler -fPIC
 LIBS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart -lcublasLt -lcublas -lstdc++
 CU_OBJ := $(patsubst src/%.cu,$(BUILD)/obj/%.cu.o,$(CU_SRC))
-$(info ✓ nvcc found ($(HAVE_NVCC)): CUDA backend compiled for sm_80, sm_86, sm_89, sm_90)
+$(info ✓ nvcc found ($(HAVE_NVCC)): CUDA backend compiled for sm_80, sm_86, sm_89, sm_90a)
 else
 CU_OBJ :=
 $(info ✗ nvcc not found: CUDA backend skipped)

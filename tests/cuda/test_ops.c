@@ -6,7 +6,9 @@
  * (bound 1e-2) and, on failure, the first element that disagrees (index, gpu value, reference) and
  * the first NaN. Outputs are poisoned with NaN bit patterns (0xFF bytes) before each call, so an
  * element the kernel forgot to write shows up as NaN; a guard band after each output must stay
- * untouched. Attention runs once per kernel variant (auto, generic, mma-plain: LLAVA_CUDA_ATTN).
+ * untouched. Attention runs once per kernel variant (auto, generic, mma-plain: LLAVA_CUDA_ATTN; and
+ * on an H100/H200 "mma": auto with the Hopper kernel switched off, so "auto" is attn_sm90_kernel
+ * wherever it applies — causal prompts with q_start == k_start and hd 128).
  * The bench section times GEMM and attention at Mistral-7B / CLIP-L sizes and prints TFLOP/s.
  * The last line is "RESULT <passed> <failed>". Without a GPU it runs the host-side self-checks only.
  * Not a tests/test_*.c on purpose: CI has nvcc but no GPU.
@@ -529,6 +531,20 @@ static void test_argmax(int rows, int V) {
 static const char *impl_names[N_IMPL] = {"auto", "generic", "mma-plain"};
 static cuda_ctx *ctx_impl[N_IMPL]; /* [0] == C */
 
+/* Attention variants: a context (LLAVA_CUDA_ATTN) plus the Hopper switch (cuda_attention_sm90_set).
+ * "auto" runs attn_sm90_kernel where it applies; "mma" is the same context with it off, run only when
+ * the kernel is available (and LLAVA_CUDA_ATTN_SM90 did not turn it off). */
+#define N_VAR (N_IMPL + 1)
+static const char *var_names[N_VAR] = {"auto", "mma", "generic", "mma-plain"};
+static int sm90_env = 1, sm90_avail;
+static int n_var(int hd) { return (hd == 64 || hd == 128) ? N_VAR : 1; }
+/* sets the switch for variant v and returns its context (NULL: skip the variant) */
+static cuda_ctx *var_ctx(int v) {
+    if (v == 1 && !sm90_avail) return NULL;
+    cuda_attention_sm90_set(v == 1 ? 0 : sm90_env);
+    return ctx_impl[v <= 1 ? 0 : v - 1];
+}
+
 /* Packed sequences s = 0..ns-1 with q_len qlens[s] and k_len klens[s]; kv_packed puts K and V
  * side by side in one buffer (kv_stride = 2*kv*hd, as a fused KV projection would). */
 static void test_attention(const char *label, int ns, const int *qlens, const int *klens, int heads, int kv, int hd,
@@ -562,6 +578,11 @@ static void test_attention(const char *label, int ns, const int *qlens, const in
     void *dv = kv_packed ? NULL : up_bf16(vb, (size_t)tk * kv_stride);
     const uint16_t *pk = dk, *pv = kv_packed ? (const uint16_t *)dk + (size_t)kv * hd : dv;
     void *dqs = up_bytes(qs, (size_t)(ns + 1) * sizeof(int)), *dks = up_bytes(ks, (size_t)(ns + 1) * sizeof(int));
+    /* queries == keys in every sequence: one start array for both, as the prefill passes it (the
+     * case the Hopper kernel takes) */
+    int same = 1;
+    for (int s = 0; s < ns; s++) same &= qlens[s] == klens[s];
+    const void *dks_use = same ? dqs : dks;
     void *dout_ = out_buf(qn * 2);
     char desc[160];
     int pos = snprintf(desc, sizeof desc, "%s seqs=", label);
@@ -570,16 +591,16 @@ static void test_attention(const char *label, int ns, const int *qlens, const in
     if (pos >= 90) pos += snprintf(desc + pos, sizeof desc - pos, ",..");
     snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d%s%s", heads, kv, hd, causal ? " causal" : "",
              kv_packed ? " kvpacked" : "");
-    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
-    for (int im = 0; im < n_impl; im++) {
-        cuda_ctx *x = ctx_impl[im];
+    for (int v = 0; v < n_var(hd); v++) {
+        cuda_ctx *x = var_ctx(v);
+        if (!x) continue;
         poison(dout_, qn * 2);
         cuda_sync(C);
-        cuda_attention(x, dout_, dq, pk, pv, dqs, dks, ns, max_q, heads, kv, hd, kv_stride, causal, scale);
+        cuda_attention(x, dout_, dq, pk, pv, dqs, dks_use, ns, max_q, heads, kv, hd, kv_stride, causal, scale);
         cuda_sync(x);
         float *g = down_bf16(dout_, qn);
         char op[32];
-        snprintf(op, sizeof op, "attn[%s]", impl_names[im]);
+        snprintf(op, sizeof op, "attn[%s]", var_names[v]);
         check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
         check_guard(op, desc, dout_, qn * 2);
         free(g);
@@ -694,16 +715,16 @@ static void test_tree(int n_q, int n_prefix, int heads, int kv, int hd, int shap
     static const char *kinds[] = {"forest", "chain", "trie"};
     char desc[128];
     snprintf(desc, sizeof desc, "n_q=%d n_prefix=%d %s h=%d/%d hd=%d", n_q, n_prefix, kinds[shape_kind], heads, kv, hd);
-    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
-    for (int im = 0; im < n_impl; im++) {
-        cuda_ctx *x = ctx_impl[im];
+    for (int v = 0; v < n_var(hd); v++) {
+        cuda_ctx *x = var_ctx(v);
+        if (!x || v == 1) continue; /* (no Hopper path here) */
         poison(dout_, qn * 2);
         cuda_sync(C);
         cuda_attention_tree(x, dout_, dq, dk, dv, n_q, n_prefix, dpar, heads, kv, hd, kv_stride, scale);
         cuda_sync(x);
         float *g = down_bf16(dout_, qn);
         char op[32];
-        snprintf(op, sizeof op, "tree[%s]", impl_names[im]);
+        snprintf(op, sizeof op, "tree[%s]", var_names[v]);
         check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
         check_guard(op, desc, dout_, qn * 2);
         free(g);
@@ -717,11 +738,12 @@ static void test_tree(int n_q, int n_prefix, int heads, int kv, int hd, int shap
  * decoder has them. Reference: cpu_attention (causal) for the prompt rows and cpu_attention_tree
  * (prefix = the prompt) for the trie rows of every sequence. */
 static void test_tail_tree(int ns, const int *plens, const int *tails, int heads, int kv, int hd) {
-    int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), max_q = 0;
+    int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), max_q = 0, max_tail = 0;
     qs[0] = 0;
     for (int s = 0; s < ns; s++) {
         qs[s + 1] = qs[s] + plens[s] + tails[s];
         if (plens[s] + tails[s] > max_q) max_q = plens[s] + tails[s];
+        if (tails[s] > max_tail) max_tail = tails[s];
     }
     const int M = qs[ns];
     if (small && M > 1500) {
@@ -760,20 +782,29 @@ static void test_tail_tree(int ns, const int *plens, const int *tails, int heads
     for (int s = 0; s < ns && pos < 90; s++)
         pos += snprintf(desc + pos, sizeof desc - pos, "%s%d+%d", s ? "," : "", plens[s], tails[s]);
     snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d", heads, kv, hd);
-    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
-    for (int im = 0; im < n_impl; im++) {
-        cuda_ctx *x = ctx_impl[im];
-        poison(dout_, qn * 2);
-        cuda_sync(C);
-        cuda_attention_tail_tree(x, dout_, dq, dkv, (const uint16_t *)dkv + (size_t)kv * hd, dqs, dqs, dtail, dpar, ns,
-                                 max_q, heads, kv, hd, kv_stride, scale);
-        cuda_sync(x);
-        float *g = down_bf16(dout_, qn);
-        char op[32];
-        snprintf(op, sizeof op, "tailtree[%s]", impl_names[im]);
-        check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
-        check_guard(op, desc, dout_, qn * 2);
-        free(g);
+    /* every variant through cuda_attention_tail_tree2 (tails sized by max_tail); "auto" also through
+     * the old entry point (tails sized by max_q) */
+    for (int v = 0; v < n_var(hd); v++) {
+        cuda_ctx *x = var_ctx(v);
+        if (!x) continue;
+        for (int api = 0; api < (v == 0 ? 2 : 1); api++) {
+            poison(dout_, qn * 2);
+            cuda_sync(C);
+            const uint16_t *dv_ = (const uint16_t *)dkv + (size_t)kv * hd;
+            if (api == 0)
+                cuda_attention_tail_tree2(x, dout_, dq, dkv, dv_, dqs, dqs, dtail, dpar, ns, max_q, max_tail, heads, kv,
+                                          hd, kv_stride, scale);
+            else
+                cuda_attention_tail_tree(x, dout_, dq, dkv, dv_, dqs, dqs, dtail, dpar, ns, max_q, heads, kv, hd,
+                                         kv_stride, scale);
+            cuda_sync(x);
+            float *g = down_bf16(dout_, qn);
+            char op[40];
+            snprintf(op, sizeof op, "tailtree[%s%s]", var_names[v], api ? ",max_q" : "");
+            check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
+            check_guard(op, desc, dout_, qn * 2);
+            free(g);
+        }
     }
     /* only the last prompt row and the trie rows as queries (the pruned last layer): q_len < k_len */
     int *kq = xmalloc_t((size_t)(ns + 1) * sizeof(int)), max_kq = 0, R = 0;
@@ -796,8 +827,9 @@ static void test_tail_tree(int ns, const int *plens, const int *tails, int heads
         size_t rn = (size_t)R * heads * hd;
         void *dqk = up_bf16(qk, rn), *dkq = up_bytes(kq, (size_t)(ns + 1) * sizeof(int));
         void *dkpar = up_bytes(kpar, (size_t)R * sizeof(int)), *dko = out_buf(rn * 2);
-        for (int im = 0; im < n_impl; im++) {
-            cuda_ctx *x = ctx_impl[im];
+        for (int v = 0; v < n_var(hd); v++) {
+            cuda_ctx *x = var_ctx(v);
+            if (!x) continue;
             poison(dko, rn * 2);
             cuda_sync(C);
             cuda_attention_tail_tree(x, dko, dqk, dkv, (const uint16_t *)dkv + (size_t)kv * hd, dkq, dqs, dtail, dkpar,
@@ -805,7 +837,7 @@ static void test_tail_tree(int ns, const int *plens, const int *tails, int heads
             cuda_sync(x);
             float *g = down_bf16(dko, rn);
             char op[40];
-            snprintf(op, sizeof op, "tailtree-kept[%s]", impl_names[im]);
+            snprintf(op, sizeof op, "tailtree-kept[%s]", var_names[v]);
             check(op, desc, g, rk, rn, (size_t)heads * hd, 1e-2);
             check_guard(op, desc, dko, rn * 2);
             free(g);
@@ -940,11 +972,12 @@ static void bench_attention(const char *what, int ns, int ql, int kl, int heads,
     char shape[160];
     snprintf(shape, sizeof shape, "%s %dx q=%d k=%d h=%d/%d hd=%d%s", what, ns, ql, kl, heads, kv, hd,
              causal ? " causal" : "");
-    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
-    for (int im = 0; im < n_impl; im++) {
-        cuda_ctx *x = ctx_impl[im];
+    const void *dks_use = ql == kl ? dqs : dks; /* queries == keys: one start array (the Hopper path) */
+    for (int vi = 0; vi < n_var(hd); vi++) {
+        cuda_ctx *x = var_ctx(vi);
+        if (!x) continue;
         cuda_sync(C);
-        cuda_attention(x, dy, dq, dk, dv, dqs, dks, ns, ql, heads, kv, hd, kv * hd, causal, scale);
+        cuda_attention(x, dy, dq, dk, dv, dqs, dks_use, ns, ql, heads, kv, hd, kv * hd, causal, scale);
         cuda_sync(x);
         float *all = down_bf16(dy, (size_t)ql * heads * hd);
         float *g = xmalloc_t((size_t)sub * heads * hd * sizeof(float));
@@ -952,23 +985,108 @@ static void bench_attention(const char *what, int ns, int ql, int kl, int heads,
         memcpy(g + (size_t)lo_n * heads * hd, all + (size_t)hi0 * heads * hd,
                (size_t)(sub - lo_n) * heads * hd * sizeof(float));
         char op[40];
-        snprintf(op, sizeof op, "bench.attn[%s]", impl_names[im]);
+        snprintf(op, sizeof op, "bench.attn[%s]", var_names[vi]);
         check(op, shape, g, ref, (size_t)sub * heads * hd, (size_t)heads * hd, 1e-2);
         free(all), free(g);
         int iters = 10;
         for (int i = 0; i < 2; i++)
-            cuda_attention(x, dy, dq, dk, dv, dqs, dks, ns, ql, heads, kv, hd, kv * hd, causal, scale);
+            cuda_attention(x, dy, dq, dk, dv, dqs, dks_use, ns, ql, heads, kv, hd, kv * hd, causal, scale);
         cuda_sync(x);
         double t0 = now_s();
         for (int i = 0; i < iters; i++)
-            cuda_attention(x, dy, dq, dk, dv, dqs, dks, ns, ql, heads, kv, hd, kv * hd, causal, scale);
+            cuda_attention(x, dy, dq, dk, dv, dqs, dks_use, ns, ql, heads, kv, hd, kv * hd, causal, scale);
         cuda_sync(x);
         double t = (now_s() - t0) / iters;
-        printf("TIME attn[%-9s] %-52s %8.3f ms %7.1f TFLOP/s\n", impl_names[im], shape, t * 1e3, flops / t / 1e12);
+        printf("TIME attn[%-9s] %-52s %8.3f ms %7.1f TFLOP/s\n", var_names[vi], shape, t * 1e3, flops / t / 1e12);
         fflush(stdout);
     }
     free(qs), free(ks), free(q), free(k), free(v), free(ref);
     cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(dy), cuda_free(dqs), cuda_free(dks);
+}
+
+/* The step decoder's prefill shape: ns packed prompts of plo..phi tokens, each followed by a label
+ * trie of `tail` tokens (0: none, plain causal cuda_attention), K and V side by side in one buffer
+ * (stride 2*kv*hd) as gpu_step has them. Times every variant (auto = the Hopper kernel for the prompts
+ * where available, mma = the old tensor-core kernel) and validates the first and last 8 prompt rows
+ * and the trie rows of sequence 0. */
+static void bench_step(const char *what, int ns, int plo, int phi, int tail, int heads, int kv) {
+    const int hd = 128, kv_stride = 2 * kv * hd;
+    int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), *tl = xmalloc_t((size_t)ns * sizeof(int));
+    int max_q = 0;
+    qs[0] = 0;
+    for (int s = 0; s < ns; s++) {
+        int P = plo + (phi > plo ? (int)((s * 37u) % (unsigned)(phi - plo + 1)) : 0);
+        tl[s] = tail;
+        qs[s + 1] = qs[s] + P + tail;
+        if (P + tail > max_q) max_q = P + tail;
+    }
+    const int M = qs[ns];
+    int *parent = xmalloc_t((size_t)M * sizeof(int)), *depth = xmalloc_t((size_t)(tail > 0 ? tail : 1) * sizeof(int));
+    double vis = 0; /* visible (query, key) pairs per head */
+    for (int s = 0; s < ns; s++) {
+        int P = qs[s + 1] - qs[s] - tail, *p = parent + qs[s];
+        for (int i = 0; i < P; i++) p[i] = -1;
+        vis += (double)P * (P + 1) / 2;
+        for (int i = 0; i < tail; i++) {
+            int a = i < 3 ? i - 1 : (rnd_int(4) == 0 ? 2 : i - 1 - rnd_int(i < 6 ? 1 : 3));
+            if (a >= i) a = i - 1;
+            p[P + i] = a;
+            depth[i] = 1 + (a >= 0 ? depth[a] : 0);
+            vis += P + depth[i];
+        }
+    }
+    double flops = 4.0 * hd * heads * vis;
+    size_t qn = (size_t)M * heads * hd, rs = (size_t)heads * hd;
+    float *q = rand_vec(qn, 1.5f), *kvb = rand_vec((size_t)M * kv_stride, 1.f);
+    float scale = 1.f / sqrtf((float)hd);
+    /* reference: rows 0..7 and P0-8..P0-1 of sequence 0's prompt, then its trie */
+    const int P0 = qs[1] - tail, lo = P0 < 8 ? P0 : 8, hi0 = P0 - 8 > lo ? P0 - 8 : lo;
+    const int nref = lo + (P0 - hi0) + tail;
+    float *ref = xmalloc_t((size_t)nref * rs * sizeof(float));
+    const float *k0 = kvb, *v0 = kvb + (size_t)kv * hd;
+    cpu_attention(ref, q, k0, v0, lo, P0, heads, kv, hd, kv_stride, 1, 0, 0, scale);
+    cpu_attention(ref + lo * rs, q + (size_t)hi0 * rs, k0, v0, P0 - hi0, P0, heads, kv, hd, kv_stride, 1, hi0, 0, scale);
+    if (tail > 0)
+        cpu_attention_tree(ref + (size_t)(lo + P0 - hi0) * rs, q + (size_t)P0 * rs, k0, v0, tail, P0, parent + P0, heads,
+                           kv, hd, kv_stride, scale);
+    void *dq = up_bf16(q, qn), *dkv = up_bf16(kvb, (size_t)M * kv_stride), *dy = out_buf(qn * 2);
+    void *dqs = up_bytes(qs, (size_t)(ns + 1) * sizeof(int)), *dtl = up_bytes(tl, (size_t)ns * sizeof(int));
+    void *dpar = up_bytes(parent, (size_t)M * sizeof(int));
+    const uint16_t *dk = dkv, *dv = (const uint16_t *)dkv + (size_t)kv * hd;
+    char shape[160];
+    snprintf(shape, sizeof shape, "%s %dx p=%d..%d+%d h=%d/%d hd=%d causal", what, ns, plo, phi, tail, heads, kv, hd);
+#define STEP_CALL(x)                                                                                              \
+    (tail > 0 ? cuda_attention_tail_tree2(x, dy, dq, dk, dv, dqs, dqs, dtl, dpar, ns, max_q, tail, heads, kv, hd,     \
+                                          kv_stride, scale)                                                           \
+              : cuda_attention(x, dy, dq, dk, dv, dqs, dqs, ns, max_q, heads, kv, hd, kv_stride, 1, scale))
+    for (int vi = 0; vi < 2; vi++) { /* auto (the Hopper kernel where available), mma */
+        cuda_ctx *x = var_ctx(vi);
+        if (!x) continue;
+        poison(dy, qn * 2);
+        cuda_sync(C);
+        STEP_CALL(x);
+        cuda_sync(x);
+        float *all = down_bf16(dy, (size_t)qs[1] * rs), *g = xmalloc_t((size_t)nref * rs * sizeof(float));
+        memcpy(g, all, (size_t)lo * rs * sizeof(float));
+        memcpy(g + lo * rs, all + (size_t)hi0 * rs, (size_t)(P0 - hi0 + tail) * rs * sizeof(float));
+        char op[40];
+        snprintf(op, sizeof op, "bench.step[%s]", var_names[vi]);
+        check(op, shape, g, ref, (size_t)nref * rs, rs, 1e-2);
+        check_guard(op, shape, dy, qn * 2);
+        free(all), free(g);
+        int iters = 10;
+        for (int i = 0; i < 2; i++) STEP_CALL(x);
+        cuda_sync(x);
+        double t0 = now_s();
+        for (int i = 0; i < iters; i++) STEP_CALL(x);
+        cuda_sync(x);
+        double t = (now_s() - t0) / iters;
+        printf("TIME attn[%-9s] %-52s %8.3f ms %7.1f TFLOP/s\n", var_names[vi], shape, t * 1e3, flops / t / 1e12);
+        fflush(stdout);
+    }
+#undef STEP_CALL
+    free(qs), free(tl), free(parent), free(depth), free(q), free(kvb), free(ref);
+    cuda_free(dq), cuda_free(dkv), cuda_free(dy), cuda_free(dqs), cuda_free(dtl), cuda_free(dpar);
 }
 
 /* ---- host-only self-checks (also what runs without a GPU) ---------------------------------------- */
@@ -1051,6 +1169,12 @@ int main(int argc, char **argv) {
     size_t fb, tb;
     cuda_mem_info(&fb, &tb);
     printf("INFO memory: %.1f GiB free of %.1f GiB\n", fb / 1073741824.0, tb / 1073741824.0);
+    sm90_env = cuda_attention_sm90_set(-1);
+    sm90_avail = sm90_env && cuda_attention_sm90_available(C);
+    printf("INFO attention: Hopper kernel %s\n",
+           sm90_avail                          ? "on (auto = sm90, mma = the old kernel)"
+           : cuda_attention_sm90_available(C) ? "off (LLAVA_CUDA_ATTN_SM90=0)"
+                                               : "not available (needs sm_90a code and a cc 9.0 device)");
 
     if (bench_only) goto do_bench;
     if (attn_only) goto attention;
@@ -1198,6 +1322,16 @@ attention:
         int q10[] = {64, 65, 63, 128, 129}, k10[] = {64, 65, 63, 128, 129}; /* tile edges */
         test_attention("tile-edges", 5, q10, k10, 4, 4, 128, 1, 0);
         test_attention("tile-edges", 5, q10, k10, 12, 3, 64, 0, 0);
+        /* the Hopper kernel's shapes ("auto" on an H100/H200): 128-row blocks, 128-key tiles, lengths
+         * around both, every GQA group it takes */
+        int q13[] = {1, 17, 64, 65, 130, 577, 2478}, q14[] = {1, 17, 64, 65, 130, 577, 255, 256, 257};
+        test_attention("sm90", 7, q13, q13, 8, 2, 128, 1, 0);  /* GQA 4 */
+        test_attention("sm90", 7, q13, q13, 8, 2, 128, 1, 1);  /* GQA 4, K/V side by side */
+        test_attention("sm90", 7, q13, q13, 4, 4, 128, 1, 0);  /* GQA 1 */
+        test_attention("sm90", 9, q14, q14, 4, 2, 128, 1, 1);  /* GQA 2 */
+        test_attention("sm90", 9, q14, q14, 16, 2, 128, 1, 0); /* GQA 8 */
+        int q15[] = {3000, 2602, 5, 2478}; /* the step's prefill: many rows per sequence */
+        test_attention("sm90-long", 4, q15, q15, 4, 1, 128, 1, 1);
     }
     /* tree attention (label scoring) */
     test_tree(1, 577, 8, 2, 128, 0);
@@ -1218,6 +1352,13 @@ attention:
         test_tail_tree(4, p3, t3, 4, 2, 8);
         int p4[] = {300, 5}, t4[] = {0, 9}; /* a sequence without a tail */
         test_tail_tree(2, p4, t4, 8, 2, 128);
+        /* the Hopper kernel for the prompts, attn_mma_kernel for the tails alone */
+        int p5[] = {1, 17, 64, 65, 130, 577, 2478}, t5[] = {3, 0, 64, 1, 17, 33, 124};
+        test_tail_tree(7, p5, t5, 8, 2, 128);  /* GQA 4 */
+        test_tail_tree(7, p5, t5, 4, 4, 128);  /* GQA 1 */
+        test_tail_tree(7, p5, t5, 16, 2, 128); /* GQA 8 */
+        int p6[] = {128, 129, 127}, t6[] = {0, 0, 0}; /* no tails at all */
+        test_tail_tree(3, p6, t6, 4, 2, 128);
     }
     /* batched generation: decode rows and prompt chunks against ranges of a shared cache */
     {
@@ -1261,6 +1402,9 @@ do_bench:
         bench_attention("mistral.labels", 1, 150, 2478 + 150, 32, 8, 128, 1);
         bench_attention("clip.tiles", 10, 577, 577, 16, 16, 64, 0);
         bench_attention("step.prefill", 25, 2602, 2602, 32, 8, 128, 1);
+        /* the step decoder's calls: varied prompt lengths, K/V side by side, with and without tries */
+        bench_step("step.prefill", 25, 2478, 2602, 0, 32, 8);
+        bench_step("step.tailtree", 25, 2478, 2602, 124, 32, 8);
         bench_attention("clip.pass", 40, 577, 577, 16, 16, 64, 0);
     }
 

@@ -567,9 +567,17 @@ static int mma_set_smem() {
     return e == cudaSuccess ? 0 : -1;
 }
 
-/* Raises the dynamic shared-memory limit of the tensor-core kernels (once per context/device). */
+/* attention_sm90.cu */
+int attention_sm90_init(cuda_ctx *c);
+int attention_sm90_available(const cuda_ctx *c);
+int attention_sm90_launch(cuda_ctx *c, uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                          const int *q_start, const int *tail_len, int n_seqs, int max_q, int heads, int kv_heads,
+                          int kv_stride, float scale_log2);
+
+/* Raises the dynamic shared-memory limit of the tensor-core kernels (once per context/device) and
+ * probes the Hopper kernel (its absence is not an error: callers fall back). */
 int attention_ctx_init(cuda_ctx *c) {
-    int rc = 0;
+    int rc = attention_sm90_init(c);
     rc |= mma_set_smem<64, 4, true>() | mma_set_smem<64, 8, true>() | mma_set_smem<64, 4, false>();
     rc |= mma_set_smem<128, 4, true>() | mma_set_smem<128, 8, true>() | mma_set_smem<128, 4, false>();
     rc |= mma_set_smem<64, 4, true, 2>() | mma_set_smem<64, 4, true, 3>();
@@ -621,7 +629,7 @@ static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q, 
     long long all_blocks = blocks * p.kv_heads;
     /* split-KV when the grid would leave SMs idle (decode, label scoring): each split takes a chunk
      * of the keys, partials go to the context workspace (stream-ordered with the GEMMs that share it) */
-    if (all_blocks < c->sm_count) {
+    if (all_blocks < c->sm_count && !p.tail_only) { /* (the combine pass would rewrite every row) */
         int ns = (int)((2LL * c->sm_count + all_blocks - 1) / all_blocks);
         if (ns > 16) ns = 16;
         if (max_k_known > 0 && ns > ceil_div(max_k_known, MMA_BK)) ns = ceil_div(max_k_known, MMA_BK);
@@ -669,18 +677,49 @@ static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q, 
     }
 }
 
+/* Process-wide switch of the Hopper path: -1 until first read from LLAVA_CUDA_ATTN_SM90 (unset: on).
+ * A plain int written before use by tests; every context reads it at each call. */
+static int sm90_switch = -1;
+
+static int sm90_on(void) {
+    if (sm90_switch < 0) {
+        const char *e = getenv("LLAVA_CUDA_ATTN_SM90");
+        sm90_switch = (e && e[0] == '0') ? 0 : 1;
+    }
+    return sm90_switch;
+}
+
+extern "C" int cuda_attention_sm90_set(int on) {
+    int prev = sm90_on();
+    if (on >= 0) sm90_switch = on ? 1 : 0;
+    return prev;
+}
+
+extern "C" int cuda_attention_sm90_available(cuda_ctx *c) { return attention_sm90_available(c); }
+
+/* the Hopper kernel may take causal prompt rows (q_len == k_len) of this context's calls */
+static bool sm90_allowed(const cuda_ctx *c, int hd) {
+    return hd == 128 && (c->attn_impl == 0 || c->attn_impl == 3) && sm90_on() && attention_sm90_available(c);
+}
+
 extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
                                const int *k_start, int n_seqs, int max_q, int heads, int kv_heads, int hd,
                                int kv_stride, int causal, float scale) {
     if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
     ctx_use(c);
+    const float scale_log2 = scale * 1.4426950408889634f;
+    /* one array for queries and keys: every sequence has q_len == k_len */
+    if (causal && q_start == k_start && sm90_allowed(c, hd) &&
+        attention_sm90_launch(c, out, q, k, v, q_start, NULL, n_seqs, max_q, heads, kv_heads, kv_stride, scale_log2) ==
+            0)
+        return;
     AttnParams p = {};
     p.out = out, p.q = q, p.k = k, p.v = v;
     p.q_start = q_start, p.k_start = k_start;
     p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
     p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
     p.mode = causal ? ATT_CAUSAL : ATT_FULL;
-    p.scale_log2 = scale * 1.4426950408889634f;
+    p.scale_log2 = scale_log2;
     attention_launch(c, p, n_seqs, max_q, 0);
 }
 
@@ -714,10 +753,10 @@ extern "C" void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const
     attention_launch(c, p, 1, n_q, n_prefix + n_q);
 }
 
-extern "C" void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
-                                         const int *q_start, const int *k_start, const int *tail_len,
-                                         const int *parent, int n_seqs, int max_q, int heads, int kv_heads, int hd,
-                                         int kv_stride, float scale) {
+extern "C" void cuda_attention_tail_tree2(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
+                                          const int *q_start, const int *k_start, const int *tail_len,
+                                          const int *parent, int n_seqs, int max_q, int max_tail, int heads,
+                                          int kv_heads, int hd, int kv_stride, float scale) {
     if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
     ctx_use(c);
     AttnParams p = {};
@@ -727,5 +766,22 @@ extern "C" void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, 
     p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
     p.mode = ATT_CAUSAL;
     p.scale_log2 = scale * 1.4426950408889634f;
+    /* prompts (queries == keys: not the kept-rows call) on the Hopper kernel, then the tails alone */
+    if (q_start == k_start && sm90_allowed(c, hd) &&
+        attention_sm90_launch(c, out, q, k, v, q_start, tail_len, n_seqs, max_q, heads, kv_heads, kv_stride,
+                              p.scale_log2) == 0) {
+        if (!tail_len || max_tail <= 0) return;
+        p.tail_only = 1;
+        attention_launch(c, p, n_seqs, max_tail < max_q ? max_tail : max_q, 0);
+        return;
+    }
     attention_launch(c, p, n_seqs, max_q, 0);
+}
+
+extern "C" void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
+                                         const int *q_start, const int *k_start, const int *tail_len,
+                                         const int *parent, int n_seqs, int max_q, int heads, int kv_heads, int hd,
+                                         int kv_stride, float scale) {
+    cuda_attention_tail_tree2(c, out, q, k, v, q_start, k_start, tail_len, parent, n_seqs, max_q, max_q, heads,
+                              kv_heads, hd, kv_stride, scale);
 }
