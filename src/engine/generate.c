@@ -416,6 +416,7 @@ static int step_gpu(llava_generator *b, llava_err *err) {
             if (k0 < 0) k0 = k;
             need += q->img_first[k + 1] - q->img_first[k];
         }
+        if (k0 >= 0 && q->img_first[k0] < fa && enc > 0) break; /* a mid-image start must come first */
         if (enc + need > A) {
             if (enc == 0) { /* alone in the step and still too large */
                 llava_errf(&e, "an image of %d tokens does not fit a step of %d tokens (--step-tokens)", need, A);
