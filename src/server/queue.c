@@ -12,6 +12,8 @@ struct llava_engine {
     llava_sched *sched;  /* classification jobs: batched steps (continuous batching) */
     llava_generator *gen; /* chat jobs: generation steps shared by all running chats */
     int max_queue;
+    int max_rows;        /* new tokens per generation step (0: the device's step) */
+    int cls_tokens;      /* tokens of the last classification sequence (prompt + labels) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     llava_job *head, *tail;
@@ -174,8 +176,9 @@ static void finish_job(llava_job *j, int failed, const llava_err *err) {
 
 /* the scheduler's callback: a classification job is scored */
 static void on_scored(void *user, const llava_sched_result *r) {
-    (void)user;
+    llava_engine *e = user;
     llava_job *j = r->tag;
+    if (!r->error) e->cls_tokens = r->prompt_tokens + llava_classifier_trie_size(r->clf);
     llava_err err = {{0}};
     if (r->error) {
         llava_errf(&err, "%s", r->error);
@@ -239,7 +242,15 @@ static void *worker(void *arg) {
             }
         }
         set_running(e);
-        if (llava_generator_running(e->gen) + llava_generator_waiting(e->gen)) {
+        /* while chats generate, a classification step holds about as many tokens as a generation
+         * step, so the chats' time per token stays bounded; alone, classification steps are full */
+        int chats = llava_generator_running(e->gen) + llava_generator_waiting(e->gen), cap = 0;
+        if (chats && e->max_rows > 0) {
+            cap = e->max_rows / (e->cls_tokens > 0 ? e->cls_tokens : 2600);
+            if (cap < 1) cap = 1;
+        }
+        llava_sched_set_max_batch(e->sched, cap);
+        if (chats) {
             llava_generator_step(e->gen, &err); /* a failure ended its sequences with the message */
             set_running(e);
         }
@@ -269,6 +280,7 @@ int llava_engine_start(llava_engine **out, const llava_model *m, llava_gpu *gpu,
         return -1;
     }
     llava_generator_set_max_rows(e->gen, max_rows);
+    e->max_rows = max_rows;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (pthread_create(&e->thread, NULL, worker, e)) {
