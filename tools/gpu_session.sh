@@ -3,7 +3,7 @@
 # tools/device_bundle.sh carried): the CUDA tests, a random-weight LLaVA-NeXT-Mistral-7B checkpoint,
 # `llava bench` on workload W1 (free memory and a 22 GiB cap), `llava run` on the 7B, and the
 # transformers baseline on the same card. Logs and JSON go to $OUT (default /tmp/gpu-out).
-#   bash tools/gpu_session.sh tests|bench|serve|chat|hf|prof|all [images]
+#   bash tools/gpu_session.sh tests|bench|serve|chat|mixed|hf|prof|all [images]
 set -u
 # the bundled Debian libraries only for our binaries (a global LD_LIBRARY_PATH breaks the machine's curl)
 gpu() { local b=$1; shift; LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} ".gpu/$b" "$@"; }
@@ -105,6 +105,28 @@ if [ "$what" = chat ] || [ "$what" = all ]; then
     done
     kill -TERM $srv; wait $srv; echo "serve exit rc=$?"
     grep -iE "kv|cache|step" "$OUT/serve_chat.log" | head -n 3
+fi
+if [ "$what" = mixed ]; then
+    # classification and chat clients at the same time against one server
+    [ -d .gpu-wheels ] && python3 -m pip install -q --no-index --find-links .gpu-wheels openai >"$OUT/pip.log" 2>&1
+    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
+    [ -d $IMG ] || gpu llava bench -m $CK --images 64 --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
+    LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} .gpu/llava serve -m $CK --port 8765 --device cuda \
+        >"$OUT/serve_mixed.log" 2>&1 &
+    srv=$!
+    for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8765/health >/dev/null && break; sleep 1; done
+    python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG -n 320 -c 32 --warmup 4 \
+        --json >"$OUT/mixed_cls.json" 2>"$OUT/mixed_cls.err" &
+    cls=$!
+    sleep 3
+    python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG --mode chat --max-tokens 64 \
+        -n 32 -c 8 --warmup 0 --json >"$OUT/mixed_chat.json" 2>"$OUT/mixed_chat.err"
+    echo "mixed chat rc=$?"
+    wait $cls; echo "mixed classify rc=$?"
+    for f in mixed_cls mixed_chat; do
+        python3 -c "import json;j=json.load(open('$OUT/$f.json'));print('$f', {k:j[k] for k in ('requests','concurrency','images_per_s','completion_tokens_per_s','errors','wall_s')}, j.get('latency_ms'))" 2>&1 | head -c 500; echo
+    done
+    kill -TERM $srv; wait $srv; echo "serve exit rc=$?"
 fi
 if [ "$what" = hf ] || [ "$what" = all ]; then
     python3 tools/bench_hf.py -m $CK --images $IMG -n 64 --batches "${HF_BATCHES:-1,16,32}" --price-per-hour 2.5 \
