@@ -546,8 +546,8 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
             cuda_attention_tail_tree(g->c, g->att, g->q, g->kvt, g->kvt + KD, a->keep_qs, a->qs, a->tail, a->keep_par,
                                      a->n_seqs, a->max_keep_q, c->heads, c->kv_heads, hd, 2 * KD, scale);
         } else {
-            cuda_attention_tail_tree2(g->c, g->att, g->q, g->kvt, g->kvt + KD, a->qs, a->qs, a->tail, a->parent,
-                                      a->n_seqs, a->max_q, a->max_tail, c->heads, c->kv_heads, hd, 2 * KD, scale);
+            cuda_attention_tail_tree(g->c, g->att, g->q, g->kvt, g->kvt + KD, a->qs, a->qs, a->tail, a->parent,
+                                     a->n_seqs, a->max_q, c->heads, c->kv_heads, hd, 2 * KD, scale);
         }
         gpu_prof_end(g, PR_ATTN);
         if (keep) {

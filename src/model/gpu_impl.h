@@ -89,7 +89,7 @@ typedef struct {
     int n;
     const int *pos;
     const int *qs, *tail, *parent;
-    int n_seqs, max_q, max_tail; /* max_tail: the longest tail (label scoring step) */
+    int n_seqs, max_q;
     int kv;
     const int *kv_rows, *kv_begin, *kv_end;
     int max_k;

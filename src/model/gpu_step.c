@@ -260,7 +260,7 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
     gpu_prof_end(g, PR_EMBED);
     const int keep = gpu_can_keep(g, R);
     gpu_dec_args a = {.n = M, .pos = d + o_pos, .qs = d + o_qs, .tail = d + o_tail, .parent = d + o_par, .n_seqs = S,
-                      .max_q = max_q, .max_tail = max_keep - 1};
+                      .max_q = max_q};
     if (keep) {
         a.keep_rows = d + o_rows, a.keep_pos = d + o_kpos, a.keep_qs = d + o_kqs, a.keep_par = d + o_kpar;
         a.n_keep = R, a.max_keep_q = max_keep;

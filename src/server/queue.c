@@ -199,8 +199,33 @@ static void set_running(llava_engine *e) {
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Takes every queued job at once: classification jobs join the scheduler's next step, chat jobs the
- * generator's next step. Then one generation step (every running chat gets a token, new ones are
+/* the classification images one worker round may add while chats generate (0: no limit): about
+ * --max-num-batched-tokens tokens, so that classification and generation steps alternate and the
+ * chats' time per token stays bounded; with no chat running, classification steps are full */
+static int cls_cap(const llava_engine *e) {
+    if (!llava_generator_running(e->gen) && !llava_generator_waiting(e->gen)) return 0;
+    if (e->max_rows <= 0) return 0;
+    int cap = e->max_rows / (e->cls_tokens > 0 ? e->cls_tokens : 2600);
+    return cap < 1 ? 1 : cap;
+}
+
+/* Puts jobs back at the head of the queue, in order (a round that reached its classification cap). */
+static void requeue(llava_engine *e, llava_job *list) {
+    if (!list) return;
+    int n = 0;
+    llava_job *last = list;
+    for (llava_job *j = list; j; j = j->next) n++, last = j;
+    pthread_mutex_lock(&e->mu);
+    last->next = e->head;
+    if (!e->head) e->tail = last;
+    e->head = list;
+    e->n_waiting += n;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* One round: takes the queued jobs — classification jobs join the scheduler's next step (at most
+ * cls_cap of them while chats generate; the rest wait for the next round), chat jobs the
+ * generator's next step; then one generation step (every running chat gets a token, new ones are
  * prefilled), and the scheduler delivers its finished steps (waiting for one only when no chat is
  * running). The device's stream orders the two kinds of step. */
 static void *worker(void *arg) {
@@ -219,8 +244,11 @@ static void *worker(void *arg) {
         pthread_mutex_unlock(&e->mu);
 
         llava_err err = {{0}};
-        while (list) {
+        const int cap = cls_cap(e);
+        llava_sched_set_max_batch(e->sched, cap);
+        for (int n_cls = 0; list;) {
             llava_job *j = list;
+            if (cap && j->kind == LLAVA_JOB_CLASSIFY && n_cls == cap) break;
             list = j->next;
             j->next = NULL;
             pthread_mutex_lock(&j->mu);
@@ -235,22 +263,16 @@ static void *worker(void *arg) {
             }
             if (j->kind == LLAVA_JOB_CLASSIFY) {
                 const llava_job_image *im = &j->images[0];
+                n_cls++;
                 if (llava_sched_add(e->sched, j->clf, im->pixels, im->n_tiles, im->H, im->W, j, &err))
                     finish_job(j, 1, &err); /* the device failed */
             } else if (add_chat(e, j, &err)) {
                 finish_job(j, 1, &err);
             }
         }
+        requeue(e, list);
         set_running(e);
-        /* while chats generate, a classification step holds about as many tokens as a generation
-         * step, so the chats' time per token stays bounded; alone, classification steps are full */
-        int chats = llava_generator_running(e->gen) + llava_generator_waiting(e->gen), cap = 0;
-        if (chats && e->max_rows > 0) {
-            cap = e->max_rows / (e->cls_tokens > 0 ? e->cls_tokens : 2600);
-            if (cap < 1) cap = 1;
-        }
-        llava_sched_set_max_batch(e->sched, cap);
-        if (chats) {
+        if (llava_generator_running(e->gen) + llava_generator_waiting(e->gen)) {
             llava_generator_step(e->gen, &err); /* a failure ended its sequences with the message */
             set_running(e);
         }

@@ -8,7 +8,7 @@
  * element the kernel forgot to write shows up as NaN; a guard band after each output must stay
  * untouched. Attention runs once per kernel variant (auto, generic, mma-plain: LLAVA_CUDA_ATTN; and
  * on an H100/H200 "mma": auto with the Hopper kernel switched off, so "auto" is attn_sm90_kernel
- * wherever it applies — causal prompts with q_start == k_start and hd 128).
+ * wherever it applies — q_start == k_start: causal hd 128 or 64 with or without trie tails, full hd 64).
  * The bench section times GEMM and attention at Mistral-7B / CLIP-L sizes and prints TFLOP/s.
  * The last line is "RESULT <passed> <failed>". Without a GPU it runs the host-side self-checks only.
  * Not a tests/test_*.c on purpose: CI has nvcc but no GPU.
@@ -738,12 +738,11 @@ static void test_tree(int n_q, int n_prefix, int heads, int kv, int hd, int shap
  * decoder has them. Reference: cpu_attention (causal) for the prompt rows and cpu_attention_tree
  * (prefix = the prompt) for the trie rows of every sequence. */
 static void test_tail_tree(int ns, const int *plens, const int *tails, int heads, int kv, int hd) {
-    int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), max_q = 0, max_tail = 0;
+    int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), max_q = 0;
     qs[0] = 0;
     for (int s = 0; s < ns; s++) {
         qs[s + 1] = qs[s] + plens[s] + tails[s];
         if (plens[s] + tails[s] > max_q) max_q = plens[s] + tails[s];
-        if (tails[s] > max_tail) max_tail = tails[s];
     }
     const int M = qs[ns];
     if (small && M > 1500) {
@@ -782,29 +781,21 @@ static void test_tail_tree(int ns, const int *plens, const int *tails, int heads
     for (int s = 0; s < ns && pos < 90; s++)
         pos += snprintf(desc + pos, sizeof desc - pos, "%s%d+%d", s ? "," : "", plens[s], tails[s]);
     snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d", heads, kv, hd);
-    /* every variant through cuda_attention_tail_tree2 (tails sized by max_tail); "auto" also through
-     * the old entry point (tails sized by max_q) */
+    /* every variant ("auto": prompts and tries in one launch of the Hopper kernel where it applies) */
     for (int v = 0; v < n_var(hd); v++) {
         cuda_ctx *x = var_ctx(v);
         if (!x) continue;
-        for (int api = 0; api < (v == 0 ? 2 : 1); api++) {
-            poison(dout_, qn * 2);
-            cuda_sync(C);
-            const uint16_t *dv_ = (const uint16_t *)dkv + (size_t)kv * hd;
-            if (api == 0)
-                cuda_attention_tail_tree2(x, dout_, dq, dkv, dv_, dqs, dqs, dtail, dpar, ns, max_q, max_tail, heads, kv,
-                                          hd, kv_stride, scale);
-            else
-                cuda_attention_tail_tree(x, dout_, dq, dkv, dv_, dqs, dqs, dtail, dpar, ns, max_q, heads, kv, hd,
-                                         kv_stride, scale);
-            cuda_sync(x);
-            float *g = down_bf16(dout_, qn);
-            char op[40];
-            snprintf(op, sizeof op, "tailtree[%s%s]", var_names[v], api ? ",max_q" : "");
-            check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
-            check_guard(op, desc, dout_, qn * 2);
-            free(g);
-        }
+        poison(dout_, qn * 2);
+        cuda_sync(C);
+        cuda_attention_tail_tree(x, dout_, dq, dkv, (const uint16_t *)dkv + (size_t)kv * hd, dqs, dqs, dtail, dpar, ns,
+                                 max_q, heads, kv, hd, kv_stride, scale);
+        cuda_sync(x);
+        float *g = down_bf16(dout_, qn);
+        char op[40];
+        snprintf(op, sizeof op, "tailtree[%s]", var_names[v]);
+        check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
+        check_guard(op, desc, dout_, qn * 2);
+        free(g);
     }
     /* only the last prompt row and the trie rows as queries (the pruned last layer): q_len < k_len */
     int *kq = xmalloc_t((size_t)(ns + 1) * sizeof(int)), max_kq = 0, R = 0;
@@ -1006,9 +997,9 @@ static void bench_attention(const char *what, int ns, int ql, int kl, int heads,
 
 /* The step decoder's prefill shape: ns packed prompts of plo..phi tokens, each followed by a label
  * trie of `tail` tokens (0: none, plain causal cuda_attention), K and V side by side in one buffer
- * (stride 2*kv*hd) as gpu_step has them. Times every variant (auto = the Hopper kernel for the prompts
- * where available, mma = the old tensor-core kernel) and validates the first and last 8 prompt rows
- * and the trie rows of sequence 0. */
+ * (stride 2*kv*hd) as gpu_step has them. Times every variant (auto = the Hopper kernel for prompts and
+ * tries where available, mma = the old tensor-core kernel) and validates the first and last 8 prompt
+ * rows and the trie rows of sequence 0. */
 static void bench_step(const char *what, int ns, int plo, int phi, int tail, int heads, int kv) {
     const int hd = 128, kv_stride = 2 * kv * hd;
     int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), *tl = xmalloc_t((size_t)ns * sizeof(int));
@@ -1056,8 +1047,8 @@ static void bench_step(const char *what, int ns, int plo, int phi, int tail, int
     char shape[160];
     snprintf(shape, sizeof shape, "%s %dx p=%d..%d+%d h=%d/%d hd=%d causal", what, ns, plo, phi, tail, heads, kv, hd);
 #define STEP_CALL(x)                                                                                              \
-    (tail > 0 ? cuda_attention_tail_tree2(x, dy, dq, dk, dv, dqs, dqs, dtl, dpar, ns, max_q, tail, heads, kv, hd,     \
-                                          kv_stride, scale)                                                           \
+    (tail > 0 ? cuda_attention_tail_tree(x, dy, dq, dk, dv, dqs, dqs, dtl, dpar, ns, max_q, heads, kv, hd, kv_stride, \
+                                         scale)                                                                      \
               : cuda_attention(x, dy, dq, dk, dv, dqs, dqs, ns, max_q, heads, kv, hd, kv_stride, 1, scale))
     for (int vi = 0; vi < 2; vi++) { /* auto (the Hopper kernel where available), mma */
         cuda_ctx *x = var_ctx(vi);
@@ -1332,6 +1323,16 @@ attention:
         test_attention("sm90", 9, q14, q14, 16, 2, 128, 1, 0); /* GQA 8 */
         int q15[] = {3000, 2602, 5, 2478}; /* the step's prefill: many rows per sequence */
         test_attention("sm90-long", 4, q15, q15, 4, 1, 128, 1, 1);
+        /* hd 64 on the Hopper kernel (one 128-byte swizzle atom per row, m64n64 P·V), full and causal */
+        int q16[] = {1, 17, 64, 65, 577, 577, 130};
+        test_attention("sm90-hd64", 7, q16, q16, 16, 16, 64, 0, 0); /* full, GQA 1 (the vision tower) */
+        test_attention("sm90-hd64", 7, q16, q16, 16, 16, 64, 1, 0); /* causal, GQA 1 */
+        test_attention("sm90-hd64", 7, q16, q16, 8, 2, 64, 0, 1);   /* full, GQA 4, K/V side by side */
+        test_attention("sm90-hd64", 7, q16, q16, 8, 2, 64, 1, 0);   /* causal, GQA 4 */
+        int q17[] = {577, 577, 577, 577, 577, 577, 577, 577, 577, 577}; /* CLIP-L/336: 10 tiles */
+        test_attention("clip-pass", 10, q17, q17, 16, 16, 64, 0, 0);
+        /* hd 128 full attention with queries == keys: no Hopper instantiation, the fallback */
+        test_attention("full-128", 7, q13, q13, 8, 2, 128, 0, 0);
     }
     /* tree attention (label scoring) */
     test_tree(1, 577, 8, 2, 128, 0);
@@ -1352,13 +1353,19 @@ attention:
         test_tail_tree(4, p3, t3, 4, 2, 8);
         int p4[] = {300, 5}, t4[] = {0, 9}; /* a sequence without a tail */
         test_tail_tree(2, p4, t4, 8, 2, 128);
-        /* the Hopper kernel for the prompts, attn_mma_kernel for the tails alone */
+        /* prompts and tries in one launch of the Hopper kernel ("auto"); every GQA group it takes */
         int p5[] = {1, 17, 64, 65, 130, 577, 2478}, t5[] = {3, 0, 64, 1, 17, 33, 124};
         test_tail_tree(7, p5, t5, 8, 2, 128);  /* GQA 4 */
         test_tail_tree(7, p5, t5, 4, 4, 128);  /* GQA 1 */
         test_tail_tree(7, p5, t5, 16, 2, 128); /* GQA 8 */
         int p6[] = {128, 129, 127}, t6[] = {0, 0, 0}; /* no tails at all */
         test_tail_tree(3, p6, t6, 4, 2, 128);
+        /* tries over several key tiles, one without a prompt, on both head dims */
+        int p7[] = {0, 100, 2478, 256}, t7[] = {40, 300, 7, 129};
+        test_tail_tree(4, p7, t7, 8, 2, 128);
+        test_tail_tree(4, p7, t7, 8, 2, 64);
+        test_tail_tree(4, p7, t7, 4, 4, 64);
+        test_tail_tree(7, p5, t5, 8, 2, 64);
     }
     /* batched generation: decode rows and prompt chunks against ranges of a shared cache */
     {

@@ -22,11 +22,11 @@
  *  - attn_generic_kernel<TPR> (any hd <= 128, any alignment): TPR = 1..16 threads per row, each
  *    owning 8 dims; scores reduced with warp shuffles; fp32 tiles in shared memory.
  * LLAVA_CUDA_ATTN=generic|mma-plain|mma|auto picks one for tests (read by cuda_ctx_new).
- * On an H100/H200 (sm_90a code, cc 9.0) the prompt rows of causal prefills whose queries are their
- * keys (q_start == k_start, hd 128) go to attn_sm90_kernel (attention_sm90.cu: wgmma, 128-row
- * blocks) when LLAVA_CUDA_ATTN is auto or mma; the tree tails of cuda_attention_tail_tree then take a
- * second launch of attn_mma_kernel over the tail rows only (AttnParams.tail_only).
- * LLAVA_CUDA_ATTN_SM90=0 turns that path off (read once; cuda_attention_sm90_set switches it too).
+ * On an H100/H200 (sm_90a code, cc 9.0) calls whose queries are their keys (q_start == k_start) go
+ * to attn_sm90_kernel (attention_sm90.cu: wgmma, 128-row blocks) when LLAVA_CUDA_ATTN is auto or mma:
+ * causal prefills with hd 128 or 64, their label-trie tails included (cuda_attention_tail_tree), and
+ * full attention with hd 64 (the vision tower). LLAVA_CUDA_ATTN_SM90=0 turns that path off (read
+ * once; cuda_attention_sm90_set switches it too).
  *
  * Visibility (the mask) for query i of a sequence with q_len queries and k_len keys:
  *   full:   every key;
@@ -57,7 +57,6 @@ struct AttnParams {
     int mode;
     float scale_log2;
     int tiles_per_seq;
-    int tail_only;       /* tile only the tree-tail rows of each sequence (the sm90 kernel did the rest) */
     int nsplit;          /* split-KV chunks (1: none) */
     size_t ws_rows;      /* rows per split in the partial buffers: >= tokens × heads */
     float *ws_o, *ws_ml; /* partials (nsplit, ws_rows, hd) and (nsplit, ws_rows, 2), in the ctx workspace */
@@ -116,13 +115,6 @@ __device__ __forceinline__ bool visible(const SeqInfo &si, int lim, int i, int k
 __device__ __forceinline__ void block_tile(const AttnParams &p, int &s, int &t) {
     s = blockIdx.x / p.tiles_per_seq;
     t = p.tiles_per_seq - 1 - (int)(blockIdx.x % p.tiles_per_seq);
-}
-
-/* first row the tiles of a sequence start from: 0, or with tail_only its first tree-tail row (all
- * its rows when it has no tail: then no block of it has work) */
-__device__ __forceinline__ int row_base(const AttnParams &p, const SeqInfo &si) {
-    if (!p.tail_only) return 0;
-    return si.tfrom == INT_MAX ? si.qlen * p.group : si.tq0 * p.group;
 }
 
 /* ================================ tensor-core kernel ========================================= */
@@ -188,7 +180,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) attn_mma_kernel(AttnParams p
     const int kvh = blockIdx.y, split = blockIdx.z;
     const SeqInfo si = seq_info(p, s);
     const int rows_total = si.qlen * p.group;
-    const int r0 = row_base(p, si) + t * BQ;
+    const int r0 = t * BQ;
     if (r0 >= rows_total) return; /* whole block: before any barrier */
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
@@ -467,7 +459,7 @@ __global__ void __launch_bounds__(GEN_THREADS, 1) attn_generic_kernel(AttnParams
     const int kvh = blockIdx.y;
     const SeqInfo si = seq_info(p, s);
     const int rows_total = si.qlen * p.group;
-    const int r0 = row_base(p, si) + t * RB;
+    const int r0 = t * RB;
     if (r0 >= rows_total) return;
 
     const int hd = p.hd;
@@ -571,8 +563,8 @@ static int mma_set_smem() {
 int attention_sm90_init(cuda_ctx *c);
 int attention_sm90_available(const cuda_ctx *c);
 int attention_sm90_launch(cuda_ctx *c, uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                          const int *q_start, const int *tail_len, int n_seqs, int max_q, int heads, int kv_heads,
-                          int kv_stride, float scale_log2);
+                          const int *q_start, const int *tail_len, const int *parent, int n_seqs, int max_q, int heads,
+                          int kv_heads, int hd, int kv_stride, int causal, float scale_log2);
 
 /* Raises the dynamic shared-memory limit of the tensor-core kernels (once per context/device) and
  * probes the Hopper kernel (its absence is not an error: callers fall back). */
@@ -629,7 +621,7 @@ static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q, 
     long long all_blocks = blocks * p.kv_heads;
     /* split-KV when the grid would leave SMs idle (decode, label scoring): each split takes a chunk
      * of the keys, partials go to the context workspace (stream-ordered with the GEMMs that share it) */
-    if (all_blocks < c->sm_count && !p.tail_only) { /* (the combine pass would rewrite every row) */
+    if (all_blocks < c->sm_count) {
         int ns = (int)((2LL * c->sm_count + all_blocks - 1) / all_blocks);
         if (ns > 16) ns = 16;
         if (max_k_known > 0 && ns > ceil_div(max_k_known, MMA_BK)) ns = ceil_div(max_k_known, MMA_BK);
@@ -697,9 +689,11 @@ extern "C" int cuda_attention_sm90_set(int on) {
 
 extern "C" int cuda_attention_sm90_available(cuda_ctx *c) { return attention_sm90_available(c); }
 
-/* the Hopper kernel may take causal prompt rows (q_len == k_len) of this context's calls */
+/* the Hopper kernel may take this context's calls whose queries are their keys (q_start == k_start);
+ * attention_sm90_launch refuses the shapes it has no instantiation for */
 static bool sm90_allowed(const cuda_ctx *c, int hd) {
-    return hd == 128 && (c->attn_impl == 0 || c->attn_impl == 3) && sm90_on() && attention_sm90_available(c);
+    return (hd == 128 || hd == 64) && (c->attn_impl == 0 || c->attn_impl == 3) && sm90_on() &&
+           attention_sm90_available(c);
 }
 
 extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
@@ -709,9 +703,9 @@ extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16
     ctx_use(c);
     const float scale_log2 = scale * 1.4426950408889634f;
     /* one array for queries and keys: every sequence has q_len == k_len */
-    if (causal && q_start == k_start && sm90_allowed(c, hd) &&
-        attention_sm90_launch(c, out, q, k, v, q_start, NULL, n_seqs, max_q, heads, kv_heads, kv_stride, scale_log2) ==
-            0)
+    if (q_start == k_start && sm90_allowed(c, hd) &&
+        attention_sm90_launch(c, out, q, k, v, q_start, NULL, NULL, n_seqs, max_q, heads, kv_heads, hd, kv_stride,
+                              causal ? 1 : 0, scale_log2) == 0)
         return;
     AttnParams p = {};
     p.out = out, p.q = q, p.k = k, p.v = v;
@@ -753,35 +747,24 @@ extern "C" void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const
     attention_launch(c, p, 1, n_q, n_prefix + n_q);
 }
 
-extern "C" void cuda_attention_tail_tree2(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
-                                          const int *q_start, const int *k_start, const int *tail_len,
-                                          const int *parent, int n_seqs, int max_q, int max_tail, int heads,
-                                          int kv_heads, int hd, int kv_stride, float scale) {
+extern "C" void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
+                                         const int *q_start, const int *k_start, const int *tail_len,
+                                         const int *parent, int n_seqs, int max_q, int heads, int kv_heads, int hd,
+                                         int kv_stride, float scale) {
     if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
     ctx_use(c);
+    const float scale_log2 = scale * 1.4426950408889634f;
+    /* queries == keys (not the kept-rows call): prompts and tails in one launch of the Hopper kernel */
+    if (q_start == k_start && sm90_allowed(c, hd) &&
+        attention_sm90_launch(c, out, q, k, v, q_start, tail_len, parent, n_seqs, max_q, heads, kv_heads, hd,
+                              kv_stride, 1, scale_log2) == 0)
+        return;
     AttnParams p = {};
     p.out = out, p.q = q, p.k = k, p.v = v;
     p.q_start = q_start, p.k_start = k_start, p.tail_len = tail_len, p.parent = parent;
     p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
     p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
     p.mode = ATT_CAUSAL;
-    p.scale_log2 = scale * 1.4426950408889634f;
-    /* prompts (queries == keys: not the kept-rows call) on the Hopper kernel, then the tails alone */
-    if (q_start == k_start && sm90_allowed(c, hd) &&
-        attention_sm90_launch(c, out, q, k, v, q_start, tail_len, n_seqs, max_q, heads, kv_heads, kv_stride,
-                              p.scale_log2) == 0) {
-        if (!tail_len || max_tail <= 0) return;
-        p.tail_only = 1;
-        attention_launch(c, p, n_seqs, max_tail < max_q ? max_tail : max_q, 0);
-        return;
-    }
+    p.scale_log2 = scale_log2;
     attention_launch(c, p, n_seqs, max_q, 0);
-}
-
-extern "C" void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
-                                         const int *q_start, const int *k_start, const int *tail_len,
-                                         const int *parent, int n_seqs, int max_q, int heads, int kv_heads, int hd,
-                                         int kv_stride, float scale) {
-    cuda_attention_tail_tree2(c, out, q, k, v, q_start, k_start, tail_len, parent, n_seqs, max_q, max_q, heads,
-                              kv_heads, hd, kv_stride, scale);
 }

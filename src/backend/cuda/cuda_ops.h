@@ -145,19 +145,13 @@ void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, c
 void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
                               const int *k_start, const int *tail_len, const int *parent, int n_seqs, int max_q,
                               int heads, int kv_heads, int hd, int kv_stride, float scale);
-/* The same with max_tail >= every tail_len[s]: when the prompts go to the Hopper kernel (see below)
- * the tails take a launch of their own sized by it (cuda_attention_tail_tree passes max_q). */
-void cuda_attention_tail_tree2(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
-                               const int *q_start, const int *k_start, const int *tail_len, const int *parent,
-                               int n_seqs, int max_q, int max_tail, int heads, int kv_heads, int hd, int kv_stride,
-                               float scale);
 
-/* Hopper path: causal prompt rows of cuda_attention and cuda_attention_tail_tree[2] calls whose
- * queries are their keys (q_start == k_start, the same pointer), hd 128, run on a wgmma kernel when
- * the build has sm_90a code and the device is compute capability 9.0 (available: 1). It is used
- * when available, LLAVA_CUDA_ATTN is auto or mma, and the process-wide switch is on: initially
- * LLAVA_CUDA_ATTN_SM90 (0 = off; unset = on); cuda_attention_sm90_set(0|1) sets it and returns the
- * previous value (-1 only reads it). */
+/* Hopper path: cuda_attention and cuda_attention_tail_tree calls whose queries are their keys
+ * (q_start == k_start, the same pointer) run on a wgmma kernel (prompts and trie tails in one
+ * launch) for causal hd 128, causal hd 64 and full hd 64, when the build has sm_90a code and the
+ * device is compute capability 9.0 (available: 1). It is used when available, LLAVA_CUDA_ATTN is
+ * auto or mma, and the process-wide switch is on: initially LLAVA_CUDA_ATTN_SM90 (0 = off; unset =
+ * on); cuda_attention_sm90_set(0|1) sets it and returns the previous value (-1 only reads it). */
 int cuda_attention_sm90_available(cuda_ctx *c);
 int cuda_attention_sm90_set(int on);
 
