@@ -13,6 +13,17 @@ what=${1:-all}
 N=${2:-192}
 CK=/tmp/r7b
 IMG=/tmp/w1-jpegs
+# serve stages: the openai wheels (.gpu-wheels: the GPU machine has no network), the checkpoint, W1
+# JPEGs, then `llava serve` on port 8765 in the background, started directly (not through gpu()) so
+# that $srv is llava itself and SIGTERM reaches it (graceful shutdown, rc 0); waits for /health
+start_serve() {
+    [ -d .gpu-wheels ] && python3 -m pip install -q --no-index --find-links .gpu-wheels openai >"$OUT/pip.log" 2>&1
+    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
+    [ -d $IMG ] || gpu llava bench -m $CK --images 64 --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
+    LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} .gpu/llava serve -m $CK --port 8765 --device cuda >"$OUT/$1" 2>&1 &
+    srv=$!
+    for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8765/health >/dev/null && break; sleep 1; done
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
 if [ "$what" = tests ] || [ "$what" = all ]; then
     gpu test_ops >"$OUT/test_ops.log" 2>&1; echo "test_ops rc=$?"; tail -n 3 "$OUT/test_ops.log"
@@ -57,15 +68,8 @@ if [ "$what" = prof ]; then
     gpu test_ops --bench-only 2>&1 | grep -E "^TIME" | cut -c1-120
 fi
 if [ "$what" = serve ] || [ "$what" = all ]; then
-    # llava serve on the GPU under W1 load (bench/serve_load.py through the openai client; its wheels
-    # travel in .gpu-wheels because the GPU machine has no network)
-    [ -d .gpu-wheels ] && python3 -m pip install -q --no-index --find-links .gpu-wheels openai >"$OUT/pip.log" 2>&1
-    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
-    [ -d $IMG ] || gpu llava bench -m $CK --images 64 --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
-    # not through gpu(): $! must be llava itself, so that SIGTERM reaches it (graceful shutdown, rc 0)
-    LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} .gpu/llava serve -m $CK --port 8765 --device cuda >"$OUT/serve.log" 2>&1 &
-    srv=$!
-    for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8765/health >/dev/null && break; sleep 1; done
+    # llava serve on the GPU under W1 load (bench/serve_load.py through the openai client)
+    start_serve serve.log
     C=${SERVE_CONC:-64}
     python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG -n ${SERVE_N:-384} -c $C --warmup 8 \
         --json >"$OUT/serve_sat.json" 2>"$OUT/serve_sat.err"; echo "serve saturation rc=$?"
@@ -89,13 +93,7 @@ PY
 fi
 if [ "$what" = chat ] || [ "$what" = all ]; then
     # chat generation through llava serve: one client at a time, then many (continuous batching)
-    [ -d .gpu-wheels ] && python3 -m pip install -q --no-index --find-links .gpu-wheels openai >"$OUT/pip.log" 2>&1
-    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
-    [ -d $IMG ] || gpu llava bench -m $CK --images 64 --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
-    LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} .gpu/llava serve -m $CK --port 8765 --device cuda \
-        >"$OUT/serve_chat.log" 2>&1 &
-    srv=$!
-    for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8765/health >/dev/null && break; sleep 1; done
+    start_serve serve_chat.log
     for C in ${CHAT_CONC:-1 16 64}; do
         n=$(( C * 2 > 8 ? C * 2 : 8 ))
         python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG --mode chat \
@@ -108,13 +106,7 @@ if [ "$what" = chat ] || [ "$what" = all ]; then
 fi
 if [ "$what" = mixed ]; then
     # classification and chat clients at the same time against one server
-    [ -d .gpu-wheels ] && python3 -m pip install -q --no-index --find-links .gpu-wheels openai >"$OUT/pip.log" 2>&1
-    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
-    [ -d $IMG ] || gpu llava bench -m $CK --images 64 --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
-    LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} .gpu/llava serve -m $CK --port 8765 --device cuda \
-        >"$OUT/serve_mixed.log" 2>&1 &
-    srv=$!
-    for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8765/health >/dev/null && break; sleep 1; done
+    start_serve serve_mixed.log
     python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG -n 320 -c 32 --warmup 4 \
         --json >"$OUT/mixed_cls.json" 2>"$OUT/mixed_cls.err" &
     cls=$!

@@ -547,6 +547,15 @@ static cuda_ctx *var_ctx(int v) {
 
 /* Packed sequences s = 0..ns-1 with q_len qlens[s] and k_len klens[s]; kv_packed puts K and V
  * side by side in one buffer (kv_stride = 2*kv*hd, as a fused KV projection would). */
+/* "label seqs=q/k,q/k,.." (cut after ~90 characters); returns its length */
+static int seqs_desc(char *desc, size_t size, const char *label, int ns, const int *qlens, const int *klens) {
+    int pos = snprintf(desc, size, "%s seqs=", label);
+    for (int s = 0; s < ns && pos < 90; s++)
+        pos += snprintf(desc + pos, size - pos, "%s%d/%d", s ? "," : "", qlens[s], klens[s]);
+    if (pos >= 90) pos += snprintf(desc + pos, size - pos, ",..");
+    return pos;
+}
+
 static void test_attention(const char *label, int ns, const int *qlens, const int *klens, int heads, int kv, int hd,
                            int causal, int kv_packed) {
     int tq = 0, tk = 0, max_q = 0;
@@ -585,10 +594,7 @@ static void test_attention(const char *label, int ns, const int *qlens, const in
     const void *dks_use = same ? dqs : dks;
     void *dout_ = out_buf(qn * 2);
     char desc[160];
-    int pos = snprintf(desc, sizeof desc, "%s seqs=", label);
-    for (int s = 0; s < ns && pos < 90; s++)
-        pos += snprintf(desc + pos, sizeof desc - pos, "%s%d/%d", s ? "," : "", qlens[s], klens[s]);
-    if (pos >= 90) pos += snprintf(desc + pos, sizeof desc - pos, ",..");
+    int pos = seqs_desc(desc, sizeof desc, label, ns, qlens, klens);
     snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d%s%s", heads, kv, hd, causal ? " causal" : "",
              kv_packed ? " kvpacked" : "");
     for (int v = 0; v < n_var(hd); v++) {
@@ -661,10 +667,7 @@ static void test_attention_ranges(const char *label, int ns, const int *qlens, c
     void *dke = up_bytes(ke, (size_t)ns * sizeof(int));
     void *dout_ = out_buf(qn * 2);
     char desc[160];
-    int pos = snprintf(desc, sizeof desc, "%s seqs=", label);
-    for (int s = 0; s < ns && pos < 90; s++)
-        pos += snprintf(desc + pos, sizeof desc - pos, "%s%d/%d", s ? "," : "", qlens[s], klens[s]);
-    if (pos >= 90) pos += snprintf(desc + pos, sizeof desc - pos, ",..");
+    int pos = seqs_desc(desc, sizeof desc, label, ns, qlens, klens);
     snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d cache=%d", heads, kv, hd, Ck);
     cuda_kv_store(C, dkc, dvc, dkv, drows, tq, KD);
     float *gk = down_bf16(dkc, (size_t)Ck * KD), *gv = down_bf16(dvc, (size_t)Ck * KD);

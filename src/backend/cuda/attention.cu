@@ -696,6 +696,18 @@ static bool sm90_allowed(const cuda_ctx *c, int hd) {
            attention_sm90_available(c);
 }
 
+/* the fields every entry point sets alike */
+static AttnParams attn_params(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int heads, int kv_heads, int hd,
+                              int kv_stride, int mode, float scale) {
+    AttnParams p = {};
+    p.out = out, p.q = q, p.k = k, p.v = v;
+    p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
+    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
+    p.mode = mode;
+    p.scale_log2 = scale * 1.4426950408889634f;
+    return p;
+}
+
 extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
                                const int *k_start, int n_seqs, int max_q, int heads, int kv_heads, int hd,
                                int kv_stride, int causal, float scale) {
@@ -707,13 +719,8 @@ extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16
         attention_sm90_launch(c, out, q, k, v, q_start, NULL, NULL, n_seqs, max_q, heads, kv_heads, hd, kv_stride,
                               causal ? 1 : 0, scale_log2) == 0)
         return;
-    AttnParams p = {};
-    p.out = out, p.q = q, p.k = k, p.v = v;
+    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, causal ? ATT_CAUSAL : ATT_FULL, scale);
     p.q_start = q_start, p.k_start = k_start;
-    p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
-    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
-    p.mode = causal ? ATT_CAUSAL : ATT_FULL;
-    p.scale_log2 = scale_log2;
     attention_launch(c, p, n_seqs, max_q, 0);
 }
 
@@ -722,13 +729,8 @@ extern "C" void cuda_attention_ranges(cuda_ctx *c, bf16 *out, const bf16 *q, con
                                       int max_k, int heads, int kv_heads, int hd, int kv_stride, float scale) {
     if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
     ctx_use(c);
-    AttnParams p = {};
-    p.out = out, p.q = q, p.k = k, p.v = v;
+    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, ATT_CAUSAL, scale);
     p.q_start = q_start, p.k_start = k_begin, p.k_end = k_end;
-    p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
-    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
-    p.mode = ATT_CAUSAL;
-    p.scale_log2 = scale * 1.4426950408889634f;
     attention_launch(c, p, n_seqs, max_q, max_k);
 }
 
@@ -737,13 +739,8 @@ extern "C" void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const
                                     float scale) {
     if (n_q <= 0 || heads <= 0) return;
     ctx_use(c);
-    AttnParams p = {};
-    p.out = out, p.q = q, p.k = k, p.v = v;
+    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, ATT_TREE, scale);
     p.parent = parent, p.tree_nq = n_q, p.tree_nprefix = n_prefix;
-    p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
-    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
-    p.mode = ATT_TREE;
-    p.scale_log2 = scale * 1.4426950408889634f;
     attention_launch(c, p, 1, n_q, n_prefix + n_q);
 }
 
@@ -759,12 +756,7 @@ extern "C" void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, 
         attention_sm90_launch(c, out, q, k, v, q_start, tail_len, parent, n_seqs, max_q, heads, kv_heads, hd,
                               kv_stride, 1, scale_log2) == 0)
         return;
-    AttnParams p = {};
-    p.out = out, p.q = q, p.k = k, p.v = v;
+    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, ATT_CAUSAL, scale);
     p.q_start = q_start, p.k_start = k_start, p.tail_len = tail_len, p.parent = parent;
-    p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
-    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
-    p.mode = ATT_CAUSAL;
-    p.scale_log2 = scale_log2;
     attention_launch(c, p, n_seqs, max_q, 0);
 }
