@@ -941,6 +941,29 @@ static void bench_linear(const char *what, int n, int din, int dout, int bias) {
     cuda_free(dx), cuda_free(dw), cuda_free(db), cuda_free(dy);
 }
 
+/* the decoder's residual add + RMSNorm over a whole step (fp32 stream): bytes moved a call are
+ * 12 per element (x read and written as fp32, r read and out written as bf16) */
+static void bench_add_rmsnorm(int n, int d) {
+    size_t N = (size_t)n * d;
+    float *dx = cuda_malloc(N * sizeof(float), "x", NULL);
+    void *dr = out_buf(N * 2), *dw = out_buf((size_t)d * 2);
+    cuda_memset(C, dx, 0, N * sizeof(float));
+    cuda_memset(C, dr, 0, N * 2);
+    cuda_memset(C, dw, 0, (size_t)d * 2);
+    for (int i = 0; i < 3; i++) cuda_add_rmsnorm_f32(C, dr, dx, dr, dw, n, d, 1e-5f);
+    cuda_sync(C);
+    int iters = 20;
+    double t0 = now_s();
+    for (int i = 0; i < iters; i++) cuda_add_rmsnorm_f32(C, dr, dx, dr, dw, n, d, 1e-5f);
+    cuda_sync(C);
+    double t = (now_s() - t0) / iters;
+    const char *e = getenv("LLAVA_CUDA_NORM");
+    printf("TIME add_rmsnorm_f32 n=%d d=%d%s %8.3f ms %7.0f GB/s\n", n, d, e && !strcmp(e, "warp") ? " (warp)" : "",
+           t * 1e3, 12.0 * N / t / 1e9);
+    fflush(stdout);
+    cuda_free(dx), cuda_free(dr), cuda_free(dw);
+}
+
 /* ns sequences of q_len ql and k_len kl each; validates a few rows of the first sequence */
 static void bench_attention(const char *what, int ns, int ql, int kl, int heads, int kv, int hd, int causal) {
     int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), *ks = xmalloc_t((size_t)(ns + 1) * sizeof(int));
@@ -1240,6 +1263,10 @@ int main(int argc, char **argv) {
     test_add_rmsnorm_f32(1, 4096);
     test_add_rmsnorm_f32(7, 33);
     test_add_rmsnorm_f32(2478, 4096);
+    test_add_rmsnorm_f32(3, 1024); /* the block-per-row kernel: 1, 5 and 8 chunks a thread */
+    test_add_rmsnorm_f32(5, 5120);
+    test_add_rmsnorm_f32(2, 8192);
+    test_add_rmsnorm_f32(4, 9216); /* past it: the warp kernel */
 
     /* elementwise */
     test_add(1, 0);
@@ -1401,6 +1428,7 @@ attention:
 do_bench:
     if (bench) {
         printf("INFO bench (%s)\n", name);
+        bench_add_rmsnorm(61952, 4096);
         bench_linear("mistral.mlp_up", 2478, 4096, 14336, 0);
         bench_linear("mistral.mlp_down", 2478, 14336, 4096, 0);
         bench_linear("mistral.qkv", 2478, 4096, 6144, 0);

@@ -5,9 +5,14 @@
  * aligned each lane moves 8 values per 16-byte access; otherwise a scalar loop does the same math.
  * The row is read once for the statistics and again (from L1/L2) for the output, so out may alias x:
  * every element is read and then written by the same lane.
+ * The fused residual add + RMSNorm over the fp32 stream also has a block-per-row kernel that keeps
+ * the row in registers (d a multiple of 1024 up to 8192: the decoder's rows).
  * Twins: cpu_layernorm, cpu_rmsnorm (+ a residual add) in backend/cpu/ops.c.
  */
 #include "backend/cuda/common.cuh"
+
+#include <cstdlib>
+#include <cstring>
 
 #define ROWS_PER_BLOCK 8
 
@@ -208,11 +213,78 @@ __global__ void __launch_bounds__(256)
     }
 }
 
+/* The same with a 128-thread block per row and the row in registers (CH chunks of 8 values a
+ * thread, d == CH * 1024): all loads of a row are issued before the first use, and the output pass
+ * needs no second read of x. The decoder's rows (d 4096: 32 fp32 values a thread) take this one. */
+template <int CH>
+__global__ void __launch_bounds__(128)
+    add_rmsnorm_f32_row_kernel(uint16_t *out, float *x, const uint16_t *r, const uint16_t *w, int d, float eps) {
+    float *xr = x + (size_t)blockIdx.x * d;
+    const uint16_t *rr = r ? r + (size_t)blockIdx.x * d : nullptr;
+    uint16_t *orow = out + (size_t)blockIdx.x * d;
+    float v[CH][8], ss = 0.f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const int k = (c * 128 + threadIdx.x) * 8;
+        float4 a = *reinterpret_cast<const float4 *>(xr + k), b = *reinterpret_cast<const float4 *>(xr + k + 4);
+        v[c][0] = a.x, v[c][1] = a.y, v[c][2] = a.z, v[c][3] = a.w;
+        v[c][4] = b.x, v[c][5] = b.y, v[c][6] = b.z, v[c][7] = b.w;
+        if (rr) {
+            float f[8];
+            load8(f, rr + k);
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[c][i] += f[i];
+            *reinterpret_cast<float4 *>(xr + k) = make_float4(v[c][0], v[c][1], v[c][2], v[c][3]);
+            *reinterpret_cast<float4 *>(xr + k + 4) = make_float4(v[c][4], v[c][5], v[c][6], v[c][7]);
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) ss += v[c][i] * v[c][i];
+    }
+    __shared__ float part[4];
+    ss = warp_sum(ss);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
+    __syncthreads();
+    const float rinv = rsqrtf((part[0] + part[1] + part[2] + part[3]) / d + eps);
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const int k = (c * 128 + threadIdx.x) * 8;
+        float f[8];
+        load8(f, w + k);
+#pragma unroll
+        for (int i = 0; i < 8; i++) f[i] = v[c][i] * rinv * f[i];
+        store8(orow + k, f);
+    }
+}
+
+/* LLAVA_CUDA_NORM=warp keeps every row on the warp kernel (to compare); read once */
+static bool norm_rows_on() {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("LLAVA_CUDA_NORM");
+        on = !(e && !strcmp(e, "warp"));
+    }
+    return on;
+}
+
 extern "C" void cuda_add_rmsnorm_f32(cuda_ctx *c, bf16 *out, float *x, const bf16 *r, const bf16 *w, int n, int d,
                                      float eps) {
     if (n <= 0 || d <= 0) return;
     ctx_use(c);
     bool vec = d % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w) && (!r || aligned16(r));
+    if (vec && d % 1024 == 0 && d <= 8192 && norm_rows_on()) {
+        switch (d / 1024) {
+        case 1: add_rmsnorm_f32_row_kernel<1><<<n, 128, 0, c->stream>>>(out, x, r, w, d, eps); break;
+        case 2: add_rmsnorm_f32_row_kernel<2><<<n, 128, 0, c->stream>>>(out, x, r, w, d, eps); break;
+        case 3: add_rmsnorm_f32_row_kernel<3><<<n, 128, 0, c->stream>>>(out, x, r, w, d, eps); break;
+        case 4: add_rmsnorm_f32_row_kernel<4><<<n, 128, 0, c->stream>>>(out, x, r, w, d, eps); break;
+        case 5: add_rmsnorm_f32_row_kernel<5><<<n, 128, 0, c->stream>>>(out, x, r, w, d, eps); break;
+        case 6: add_rmsnorm_f32_row_kernel<6><<<n, 128, 0, c->stream>>>(out, x, r, w, d, eps); break;
+        case 7: add_rmsnorm_f32_row_kernel<7><<<n, 128, 0, c->stream>>>(out, x, r, w, d, eps); break;
+        default: add_rmsnorm_f32_row_kernel<8><<<n, 128, 0, c->stream>>>(out, x, r, w, d, eps); break;
+        }
+        LAUNCH_CHECK();
+        return;
+    }
     if (vec)
         add_rmsnorm_f32_kernel<true><<<ceil_div(n, ROWS_PER_BLOCK), 256, 0, c->stream>>>(out, x, r, w, n, d, eps);
     else
