@@ -85,7 +85,7 @@ static void gen_scenario(llava_model *m, llava_gpu *g, const char *what, int max
         int ok = !llava_build_prompt(&ids[c], &n_ids[c], NULL, m, d->prompt, 0, d->n_images, n_feats, &err);
         EXPECT(ok, "%s: prompt %d: %s", what, c, err.msg);
         if (!ok) goto done;
-        req[c] = (llava_gen_request){ids[c], n_ids[c], gi[c], d->n_images, d->gp, gen_on_token, NULL};
+        req[c] = (llava_gen_request){ids[c], n_ids[c], gi[c], d->n_images, d->gp, gen_on_token, NULL, NULL};
         alone[c].stop_after = both[c].stop_after = d->stop_after;
     }
     /* each alone */

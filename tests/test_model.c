@@ -100,7 +100,7 @@ static void run_case(llava_model *m, const char *mname, const cJSON *c, const cJ
         llava_gen_params_default(&gp);
         gp.max_tokens = (int)rgr->numel;
         llava_gen_image gi = {pixels, n_tiles, img.h, img.w};
-        llava_gen_request req = {ids, n_ids, &gi, 1, gp, NULL, NULL};
+        llava_gen_request req = {ids, n_ids, &gi, 1, gp, NULL, NULL, NULL};
         ok = !llava_generate(&res, m, NULL, &req, &err);
         EXPECT(ok, "%s: generate: %s", what, err.msg);
         if (ok) {

@@ -205,7 +205,7 @@ int cmd_run(int argc, char **argv) {
     llava_gen_image gimg[MAX_IMAGES];
     for (int i = 0; i < n_images; i++) gimg[i] = (llava_gen_image){pixels[i], n_tiles[i], img[i].h, img[i].w};
     stream_state ss = {m, 0};
-    llava_gen_request req = {ids, n_ids, gimg, n_images, gp, json ? NULL : on_token, &ss};
+    llava_gen_request req = {ids, n_ids, gimg, n_images, gp, json ? NULL : on_token, &ss, NULL};
     if (llava_generate(&res, m, gpu, &req, &err)) goto fail;
     double t_vis = res.t_vision;
     if (dump) {

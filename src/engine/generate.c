@@ -270,6 +270,18 @@ static int kv_find(const llava_generator *b, int cap) {
 /* Moves waiting sequences (FIFO) into the running set while a slot (and on the GPU a KV range) is
  * free. A sequence whose CPU cache cannot be allocated ends with that error. */
 static void admit(llava_generator *b) {
+    /* sequences whose client left end before they cost a prefill */
+    for (gen_seq **pp = &b->wait_head, *prev = NULL; *pp;) {
+        gen_seq *q = *pp;
+        if (!(q->r.gone && q->r.gone(q->r.ud))) {
+            prev = q, pp = &q->next_seq;
+            continue;
+        }
+        *pp = q->next_seq;
+        if (b->wait_tail == q) b->wait_tail = prev;
+        b->n_wait--;
+        seq_end(q, "stop", NULL);
+    }
     while (b->wait_head && b->n_run < b->max_seqs) {
         gen_seq *q = b->wait_head;
         if (b->gpu) {

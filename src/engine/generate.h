@@ -72,7 +72,9 @@ typedef struct llava_gen_request {
     int n_images;
     llava_gen_params params;
     llava_token_cb on_token;
-    void *ud;              /* for on_token */
+    void *ud;              /* for on_token and gone */
+    int (*gone)(void *ud); /* optional: non-zero when nobody waits for the answer any more (the
+                              client left); a sequence not yet started then ends at once, unrun */
 } llava_gen_request;
 
 /* The end of a sequence: err NULL on success (res complete), else what failed (res holds what was

@@ -130,6 +130,15 @@ static int on_token(void *ud, const llava_gen_result *r) {
 
 static void finish_job(llava_job *j, int failed, const llava_err *err);
 
+/* the generator asks before it starts a chat: a client that went away while it waited costs nothing */
+static int chat_gone(void *ud) {
+    llava_job *j = ((token_ctx *)ud)->job;
+    pthread_mutex_lock(&j->mu);
+    int gone = j->cancelled;
+    pthread_mutex_unlock(&j->mu);
+    return gone;
+}
+
 /* the generator's end of a chat job */
 static void on_chat_done(void *ud, llava_gen_result *res, const llava_err *err) {
     token_ctx *tc = ud;
@@ -153,7 +162,7 @@ static int add_chat(llava_engine *e, llava_job *j, llava_err *err) {
         tc->images[i] = (llava_gen_image){im->pixels, im->n_tiles, im->H, im->W};
     }
     j->toks = xcalloc((size_t)(j->gp.max_tokens > 0 ? j->gp.max_tokens : 1), sizeof *j->toks);
-    llava_gen_request r = {j->ids, j->n_ids, tc->images, j->n_images, j->gp, on_token, tc};
+    llava_gen_request r = {j->ids, j->n_ids, tc->images, j->n_images, j->gp, on_token, tc, chat_gone};
     if (llava_generator_add(e->gen, &r, on_chat_done, tc, err)) {
         free(tc->images);
         free(tc);
