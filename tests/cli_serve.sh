@@ -32,15 +32,7 @@ done
 check "/health answers 200" '[ $ok -eq 1 ]'
 
 out=$(SERVER_PID=$pid python3 tests/serve_client.py "http://127.0.0.1:$port" $KEY "$BIN" $FIX/tiny-a 2>&1)
-printf '%s\n' "$out" | grep -E '^(FAIL|INFO|Traceback|  File|[A-Za-z]*Error)' | head -n 30
-line=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
-if [ -n "$line" ]; then
-    read -r _ p f <<<"$line"
-    pass=$((pass + p)); fail=$((fail + f))
-else
-    printf '%s\n' "$out" | tail -n 20
-    echo "FAIL serve_client.py died"; fail=$((fail + 1))
-fi
+serve_tally serve_client.py "$out"
 
 # graceful shutdown: a request in flight when SIGTERM arrives still gets its answer, exit 0
 B64=$(base64 -w0 $FIX/ref/images/small.png)

@@ -189,15 +189,7 @@ bad("file:// without --allowed-local-media", f"file://{www}/small.png", 400, "lo
 print(f"RESULT {passed} {failed}")
 PY
 )
-printf '%s\n' "$out" | grep -E '^(FAIL|INFO|Traceback|  File|[A-Za-z]*Error)' | head -n 30
-line=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
-if [ -n "$line" ]; then
-    read -r _ p f <<<"$line"
-    pass=$((pass + p)); fail=$((fail + f))
-else
-    printf '%s\n' "$out" | tail -n 20
-    echo "FAIL client died"; fail=$((fail + 1))
-fi
+serve_tally client "$out"
 
 for name in remote public plain; do
     eval "p=\$${name}_pid"

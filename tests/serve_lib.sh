@@ -1,5 +1,6 @@
 # serve_lib.sh — sourced by tests/cli_serve*.sh (not a test itself): the SKIP when python3's openai
-# package is missing, and starting `llava serve` ($BIN) on a free loopback port.
+# package is missing, starting `llava serve` ($BIN) on a free loopback port, and counting a Python
+# client's RESULT line.
 
 # serve_require_openai NAME: prints SKIP + an empty RESULT and exits the test when openai is missing.
 serve_require_openai() {
@@ -23,4 +24,19 @@ serve_start() {
         kill -0 $serve_pid 2>/dev/null || break
         sleep 0.1
     done
+}
+
+# serve_tally NAME OUTPUT: shows the FAIL/INFO/traceback lines of a Python client's OUTPUT and adds
+# its "RESULT <passed> <failed>" to $pass / $fail (a client that printed none counts as one failure).
+serve_tally() {
+    local name=$1 out=$2 line p f
+    printf '%s\n' "$out" | grep -E '^(FAIL|INFO|Traceback|  File|[A-Za-z]*Error)' | head -n 30
+    line=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
+    if [ -n "$line" ]; then
+        read -r _ p f <<<"$line"
+        pass=$((pass + p)); fail=$((fail + f))
+    else
+        printf '%s\n' "$out" | tail -n 20
+        echo "FAIL $name died"; fail=$((fail + 1))
+    fi
 }

@@ -24,6 +24,18 @@ start_serve() {
     srv=$!
     for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8765/health >/dev/null && break; sleep 1; done
 }
+# show_load FILE...: the scalar fields and latencies of bench/serve_load.py --json results
+show_load() {
+    python3 - "$@" <<'PY'
+import json, sys
+for p in sys.argv[1:]:
+    try:
+        j = json.load(open(p))
+    except Exception as e:
+        print(p, "unreadable", e); continue
+    print(p.split("/")[-1], {k: j[k] for k in j if not isinstance(j[k], (list, dict))}, j.get("latency_ms"))
+PY
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
 if [ "$what" = tests ] || [ "$what" = all ]; then
     gpu test_ops >"$OUT/test_ops.log" 2>&1; echo "test_ops rc=$?"; tail -n 3 "$OUT/test_ops.log"
@@ -78,15 +90,7 @@ if [ "$what" = serve ] || [ "$what" = all ]; then
     half=$(python3 -c "print(round($sat / 2, 3))")
     python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG -n ${SERVE_N_RATE:-192} -c 128 \
         --rate "$half" --json >"$OUT/serve_half.json" 2>"$OUT/serve_half.err"; echo "serve at $half/s rc=$?"
-    python3 - "$OUT/serve_sat.json" "$OUT/serve_half.json" <<'PY'
-import json, sys
-for p in sys.argv[1:]:
-    try:
-        j = json.load(open(p))
-    except Exception as e:
-        print(p, "unreadable", e); continue
-    print(p.split("/")[-1], {k: j[k] for k in j if not isinstance(j[k], (list, dict))}, j.get("latency_ms"))
-PY
+    show_load "$OUT/serve_sat.json" "$OUT/serve_half.json"
     curl -s http://127.0.0.1:8765/metrics | grep -E "^llava_(requests|images|running|queue|gpu)" | head -n 12
     kill -TERM $srv; wait $srv; echo "serve exit rc=$?"
     tail -n 3 "$OUT/serve.log"
@@ -99,7 +103,7 @@ if [ "$what" = chat ] || [ "$what" = all ]; then
         python3 bench/serve_load.py --base-url http://127.0.0.1:8765 --images $IMG --mode chat \
             --max-tokens ${CHAT_TOKENS:-64} -n $n -c $C --warmup 2 --json >"$OUT/chat_c$C.json" 2>"$OUT/chat_c$C.err"
         echo "chat concurrency $C rc=$?"
-        python3 -c "import json;j=json.load(open('$OUT/chat_c$C.json'));print({k:j[k] for k in j if not isinstance(j[k],(list,dict))}, j.get('latency_ms'))" 2>&1 | head -c 700; echo
+        show_load "$OUT/chat_c$C.json"
     done
     kill -TERM $srv; wait $srv; echo "serve exit rc=$?"
     grep -iE "kv|cache|step" "$OUT/serve_chat.log" | head -n 3
@@ -115,9 +119,7 @@ if [ "$what" = mixed ]; then
         -n 32 -c 8 --warmup 0 --json >"$OUT/mixed_chat.json" 2>"$OUT/mixed_chat.err"
     echo "mixed chat rc=$?"
     wait $cls; echo "mixed classify rc=$?"
-    for f in mixed_cls mixed_chat; do
-        python3 -c "import json;j=json.load(open('$OUT/$f.json'));print('$f', {k:j[k] for k in ('requests','concurrency','images_per_s','completion_tokens_per_s','errors','wall_s')}, j.get('latency_ms'))" 2>&1 | head -c 500; echo
-    done
+    show_load "$OUT/mixed_cls.json" "$OUT/mixed_chat.json"
     kill -TERM $srv; wait $srv; echo "serve exit rc=$?"
 fi
 if [ "$what" = hf ] || [ "$what" = all ]; then

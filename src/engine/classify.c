@@ -229,7 +229,7 @@ int llava_classifier_prompt_ids(const llava_classifier *c, int n_feats, int **id
 int llava_classify_pixels(double *probs, double *scores, const llava_classifier *c, const float *pixels, int n_tiles,
                           int H, int W, llava_err *err) {
     const llava_model *m = c->m;
-    const int Ht = m->cfg.text.hidden, V = m->cfg.text.vocab, img = m->cfg.image_token_index;
+    const int Ht = m->cfg.text.hidden, V = m->cfg.text.vocab;
     float *feats = NULL, *x = NULL, *logits = NULL, *tree_logits = NULL;
     double *lsm = NULL;
     int n_feats = 0, *ids = NULL, n_ids = 0, rc = -1;
@@ -243,8 +243,7 @@ int llava_classify_pixels(double *probs, double *scores, const llava_classifier 
     lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * 2, "log-softmax", err) : NULL;
     if (!lsm) goto done;
     mistral_embed(x, &m->lm, ids, n_ids);
-    for (int i = 0, f = 0; i < n_ids; i++)
-        if (ids[i] == img) memcpy(x + (size_t)i * Ht, feats + (size_t)f++ * Ht, sizeof(float) * Ht);
+    llava_scatter_image_features(x, m, ids, n_ids, &feats, &n_feats, 1);
     if (mistral_forward(logits, &m->lm, &cache, x, n_ids, 0, err)) goto done;
     mistral_embed(x, &m->lm, c->tok, c->n_nodes);
     if (mistral_forward_tree(tree_logits, &m->lm, &cache, x, c->n_nodes, c->par, err)) goto done;

@@ -344,7 +344,7 @@ static void compact(llava_generator *b) {
 /* CPU: every running sequence in turn, the whole prompt of a new one at once. */
 static int step_cpu(llava_generator *b, llava_err *err) {
     const llava_model *m = b->m;
-    const int H = m->cfg.text.hidden, img = m->cfg.image_token_index;
+    const int H = m->cfg.text.hidden;
     const int batch = b->n_run;
     int failed = 0;
     for (int i = 0; i < b->n_run; i++) {
@@ -354,21 +354,21 @@ static int step_cpu(llava_generator *b, llava_err *err) {
         float *x = llava_try_malloc(sizeof(float) * (size_t)n * H, "prompt embeddings", &e);
         int rc = x ? 0 : -1;
         if (!rc && q->fed < q->r.n_ids) {
-            mistral_embed(x, &m->lm, q->r.ids, n);
+            const int ni = q->r.n_images;
+            float **feats = xcalloc((size_t)(ni ? ni : 1), sizeof *feats);
+            int *nf = xcalloc((size_t)(ni ? ni : 1), sizeof *nf);
             double t0 = llava_now();
-            /* masked_scatter: image positions, in order, take the concatenated image features */
-            for (int k = 0, pos = 0; k < q->r.n_images && !rc; k++) {
+            for (int k = 0; k < ni && !rc; k++) {
                 const llava_gen_image *im = &q->r.images[k];
-                float *feats = NULL;
-                int nf = 0;
-                rc = llava_image_features(&feats, &nf, m, im->pixels, im->n_tiles, im->H, im->W, &e);
-                for (int f = 0; !rc && f < nf; f++, pos++) {
-                    while (q->r.ids[pos] != img) pos++;
-                    memcpy(x + (size_t)pos * H, feats + (size_t)f * H, sizeof(float) * H);
-                }
-                free(feats);
+                rc = llava_image_features(&feats[k], &nf[k], m, im->pixels, im->n_tiles, im->H, im->W, &e);
             }
             q->res.t_vision = llava_now() - t0;
+            if (!rc) {
+                mistral_embed(x, &m->lm, q->r.ids, n);
+                llava_scatter_image_features(x, m, q->r.ids, n, feats, nf, ni);
+            }
+            for (int k = 0; k < ni; k++) free(feats[k]);
+            free(feats), free(nf);
         } else if (!rc) {
             mistral_embed(x, &m->lm, &q->next, 1);
         }

@@ -136,3 +136,14 @@ done:
     free(hs), free(sel), free(p1), free(p2), free(out);
     return rc;
 }
+
+void llava_scatter_image_features(float *x, const llava_model *m, const int *ids, int n, float *const *feats,
+                                  const int *n_feats, int n_images) {
+    const int Ht = m->cfg.text.hidden, img = m->cfg.image_token_index;
+    for (int i = 0, im = 0, f = 0; i < n; i++) {
+        if (ids[i] != img) continue;
+        while (im < n_images && f >= n_feats[im]) im++, f = 0;
+        CHECK(im < n_images);
+        memcpy(x + (size_t)i * Ht, feats[im] + (size_t)f++ * Ht, sizeof(float) * Ht);
+    }
+}

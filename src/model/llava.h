@@ -50,4 +50,10 @@ int llava_model_image_tokens(const llava_model *m, int H, int W);
 int llava_image_features(float **feats, int *n, const llava_model *m, const float *pixels, int n_tiles, int H, int W,
                          llava_err *err);
 
+/* transformers' masked_scatter: the rows of x (n, hidden) at image_token_index positions of ids
+ * take, in order, the rows of the images' features (feats[i]: n_feats[i] rows). The caller has
+ * checked that the image tokens and the feature rows are equally many. */
+void llava_scatter_image_features(float *x, const llava_model *m, const int *ids, int n, float *const *feats,
+                                  const int *n_feats, int n_images);
+
 #endif

@@ -545,8 +545,6 @@ static cuda_ctx *var_ctx(int v) {
     return ctx_impl[v <= 1 ? 0 : v - 1];
 }
 
-/* Packed sequences s = 0..ns-1 with q_len qlens[s] and k_len klens[s]; kv_packed puts K and V
- * side by side in one buffer (kv_stride = 2*kv*hd, as a fused KV projection would). */
 /* "label seqs=q/k,q/k,.." (cut after ~90 characters); returns its length */
 static int seqs_desc(char *desc, size_t size, const char *label, int ns, const int *qlens, const int *klens) {
     int pos = snprintf(desc, size, "%s seqs=", label);
@@ -556,6 +554,8 @@ static int seqs_desc(char *desc, size_t size, const char *label, int ns, const i
     return pos;
 }
 
+/* Packed sequences s = 0..ns-1 with q_len qlens[s] and k_len klens[s]; kv_packed puts K and V
+ * side by side in one buffer (kv_stride = 2*kv*hd, as a fused KV projection would). */
 static void test_attention(const char *label, int ns, const int *qlens, const int *klens, int heads, int kv, int hd,
                            int causal, int kv_packed) {
     int tq = 0, tk = 0, max_q = 0;
@@ -675,16 +675,16 @@ static void test_attention_ranges(const char *label, int ns, const int *qlens, c
     check("kv_store.k", desc, gk, kc, (size_t)Ck * KD, (size_t)KD, 0);
     check("kv_store.v", desc, gv, vc, (size_t)Ck * KD, (size_t)KD, 0);
     free(gk), free(gv);
-    int n_impl = (hd == 64 || hd == 128) ? N_IMPL : 1;
-    for (int im = 0; im < n_impl; im++) {
-        cuda_ctx *x = ctx_impl[im];
+    for (int v = 0; v < n_var(hd); v++) {
+        cuda_ctx *x = var_ctx(v);
+        if (!x || v == 1) continue; /* (no Hopper path here: "mma" would repeat "auto") */
         poison(dout_, qn * 2);
         cuda_sync(C);
         cuda_attention_ranges(x, dout_, dq, dkc, dvc, dqs, dkb, dke, ns, max_q, max_k, heads, kv, hd, KD, scale);
         cuda_sync(x);
         float *g = down_bf16(dout_, qn);
         char op[40];
-        snprintf(op, sizeof op, "attn_ranges[%s]", impl_names[im]);
+        snprintf(op, sizeof op, "attn_ranges[%s]", var_names[v]);
         check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
         check_guard(op, desc, dout_, qn * 2);
         free(g);
@@ -692,48 +692,6 @@ static void test_attention_ranges(const char *label, int ns, const int *qlens, c
     free(qs), free(kb), free(ke), free(q), free(kc), free(vc), free(kvnew), free(rows), free(ref), free(kc0), free(vc0);
     cuda_free(dq), cuda_free(dkc), cuda_free(dvc), cuda_free(dkv), cuda_free(drows), cuda_free(dqs), cuda_free(dkb);
     cuda_free(dke), cuda_free(dout_);
-}
-
-/* tree: shape 0 = random forest, 1 = one chain, 2 = label trie (shared first tokens, then branches) */
-static void test_tree(int n_q, int n_prefix, int heads, int kv, int hd, int shape_kind) {
-    if (small && n_prefix + n_q > 1500) return;
-    int *parent = xmalloc_t((size_t)n_q * sizeof(int));
-    for (int i = 0; i < n_q; i++) {
-        if (shape_kind == 1)
-            parent[i] = i - 1;
-        else if (shape_kind == 2)
-            parent[i] = i < 3 ? i - 1 : (rnd_int(4) == 0 ? 2 : i - 1 - rnd_int(i < 6 ? 1 : 3));
-        else
-            parent[i] = i == 0 || rnd_int(5) == 0 ? -1 : rnd_int(i);
-        if (parent[i] >= i) parent[i] = i - 1;
-    }
-    int kv_stride = kv * hd, nk = n_prefix + n_q;
-    size_t qn = (size_t)n_q * heads * hd;
-    float *q = rand_vec(qn, 1.5f), *k = rand_vec((size_t)nk * kv_stride, 1.f), *v = rand_vec((size_t)nk * kv_stride, 1.f);
-    float scale = 1.f / sqrtf((float)hd);
-    float *ref = xmalloc_t(qn * sizeof(float));
-    cpu_attention_tree(ref, q, k, v, n_q, n_prefix, parent, heads, kv, hd, kv_stride, scale);
-    void *dq = up_bf16(q, qn), *dk = up_bf16(k, (size_t)nk * kv_stride), *dv = up_bf16(v, (size_t)nk * kv_stride);
-    void *dpar = up_bytes(parent, (size_t)n_q * sizeof(int)), *dout_ = out_buf(qn * 2);
-    static const char *kinds[] = {"forest", "chain", "trie"};
-    char desc[128];
-    snprintf(desc, sizeof desc, "n_q=%d n_prefix=%d %s h=%d/%d hd=%d", n_q, n_prefix, kinds[shape_kind], heads, kv, hd);
-    for (int v = 0; v < n_var(hd); v++) {
-        cuda_ctx *x = var_ctx(v);
-        if (!x || v == 1) continue; /* (no Hopper path here) */
-        poison(dout_, qn * 2);
-        cuda_sync(C);
-        cuda_attention_tree(x, dout_, dq, dk, dv, n_q, n_prefix, dpar, heads, kv, hd, kv_stride, scale);
-        cuda_sync(x);
-        float *g = down_bf16(dout_, qn);
-        char op[32];
-        snprintf(op, sizeof op, "tree[%s]", var_names[v]);
-        check(op, desc, g, ref, qn, (size_t)heads * hd, 1e-2);
-        check_guard(op, desc, dout_, qn * 2);
-        free(g);
-    }
-    free(parent), free(q), free(k), free(v), free(ref);
-    cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(dpar), cuda_free(dout_);
 }
 
 /* Batched label scoring: packed sequences, each a causal prompt of plens[s] tokens followed by a
@@ -1364,14 +1322,6 @@ attention:
         /* hd 128 full attention with queries == keys: no Hopper instantiation, the fallback */
         test_attention("full-128", 7, q13, q13, 8, 2, 128, 0, 0);
     }
-    /* tree attention (label scoring) */
-    test_tree(1, 577, 8, 2, 128, 0);
-    test_tree(9, 37, 4, 2, 8, 1);
-    test_tree(60, 577, 8, 2, 128, 2);
-    test_tree(60, 577, 6, 2, 64, 0);
-    test_tree(150, 2478, 32, 8, 128, 2);
-    test_tree(33, 0, 4, 1, 8, 0);
-    test_tree(100, 10, 3, 3, 6, 2);
     /* batched label scoring: prompts with trie tails in one packed launch */
     {
         int p1[] = {2478}, t1[] = {124};

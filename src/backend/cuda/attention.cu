@@ -1,5 +1,5 @@
-/* attention.cu — flash-style attention over packed variable-length sequences, and tree attention
- * for label scoring. No (n_q × n_k) matrix ever leaves registers.
+/* attention.cu — flash-style attention over packed variable-length sequences, with label-trie
+ * tails for batched label scoring. No (n_q × n_k) matrix ever leaves registers.
  *
  * Work split: a block owns (sequence s, kv head, tile of query "rows"), where the rows of a
  * sequence are the flattened pairs (query i, head g of the kv head's group), g fastest. So with
@@ -31,17 +31,16 @@
  * Visibility (the mask) for query i of a sequence with q_len queries and k_len keys:
  *   full:   every key;
  *   causal: key j <= (k_len - q_len) + i   (prefill after a cached prefix; decode q_len 1);
- *   tree:   keys < n_prefix, and n_prefix + a for every ancestor a of i (itself included).
- *   causal with a tree tail (batched label scoring): the last tail_len[s] queries and keys of
+ * *   causal with a tree tail (batched label scoring): the last tail_len[s] queries and keys of
  *           sequence s are a label trie after its prompt: a prompt query is causal; tail query
  *           n_prefix + a sees the prompt keys and the tail keys of a's ancestors (itself included).
- * Twins: cpu_attention, cpu_attention_tree (backend/cpu/ops.c).
+ * Twins: cpu_attention, cpu_attention_tree (backend/cpu/ops.c; the tree part of a tail).
  */
 #include "backend/cuda/common.cuh"
 
 #include <climits>
 
-enum { ATT_FULL = 0, ATT_CAUSAL = 1, ATT_TREE = 2 };
+enum { ATT_FULL = 0, ATT_CAUSAL = 1 };
 
 struct AttnParams {
     uint16_t *out;
@@ -49,10 +48,9 @@ struct AttnParams {
     const int *q_start, *k_start; /* varlen modes, device, n_seqs + 1 */
     const int *k_end;             /* optional, device, n_seqs: sequence s's keys end at k_end[s] (not
                                      k_start[s + 1]): ranges of a shared KV cache, with gaps */
-    const int *parent;            /* tree mode: device, n_q; tree tail: indexed by packed query row,
-                                     values relative to the sequence's tail start (-1 = root) */
+    const int *parent;            /* tree tails: device, indexed by packed query row, values
+                                     relative to the sequence's tail start (-1 = root) */
     const int *tail_len;          /* causal mode, device, n_seqs (NULL: no tree tails) */
-    int tree_nq, tree_nprefix;
     int heads, kv_heads, group, hd, kv_stride, q_stride;
     int mode;
     float scale_log2;
@@ -73,17 +71,12 @@ struct SeqInfo {
 
 __device__ __forceinline__ SeqInfo seq_info(const AttnParams &p, int s) {
     SeqInfo si;
-    if (p.mode == ATT_TREE) {
-        si.q0 = 0, si.qlen = p.tree_nq, si.k0 = 0, si.klen = p.tree_nprefix + p.tree_nq;
-        si.tq0 = 0, si.tfrom = p.tree_nprefix, si.par = p.parent;
-    } else {
-        si.q0 = p.q_start[s], si.qlen = p.q_start[s + 1] - si.q0;
-        si.k0 = p.k_start[s], si.klen = (p.k_end ? p.k_end[s] : p.k_start[s + 1]) - si.k0;
-        si.tq0 = 0, si.tfrom = INT_MAX, si.par = NULL;
-        if (p.tail_len) {
-            int tl = p.tail_len[s];
-            if (tl > 0) si.tq0 = si.qlen - tl, si.tfrom = si.klen - tl, si.par = p.parent + si.q0 + si.tq0;
-        }
+    si.q0 = p.q_start[s], si.qlen = p.q_start[s + 1] - si.q0;
+    si.k0 = p.k_start[s], si.klen = (p.k_end ? p.k_end[s] : p.k_start[s + 1]) - si.k0;
+    si.tq0 = 0, si.tfrom = INT_MAX, si.par = NULL;
+    if (p.tail_len) {
+        int tl = p.tail_len[s];
+        if (tl > 0) si.tq0 = si.qlen - tl, si.tfrom = si.klen - tl, si.par = p.parent + si.q0 + si.tq0;
     }
     return si;
 }
@@ -93,7 +86,6 @@ __device__ __forceinline__ SeqInfo seq_info(const AttnParams &p, int s) {
 __device__ __forceinline__ int row_limit(const AttnParams &p, const SeqInfo &si, int i) {
     int lim = si.klen - 1;
     if (p.mode == ATT_CAUSAL) lim = min(lim, si.klen - si.qlen + i);
-    if (p.mode == ATT_TREE) lim = min(lim, p.tree_nprefix + i);
     return lim;
 }
 
@@ -421,7 +413,7 @@ template <int D>
 __global__ void __launch_bounds__(256) attn_combine_kernel(AttnParams p, int n_seqs) {
     const size_t row = (size_t)blockIdx.x * 8 + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    const int total_q = p.mode == ATT_TREE ? p.tree_nq : p.q_start[n_seqs];
+    const int total_q = p.q_start[n_seqs];
     if (row >= (size_t)total_q * p.heads) return;
     float M = -INFINITY;
     for (int sp = 0; sp < p.nsplit; sp++) M = fmaxf(M, p.ws_ml[((size_t)sp * p.ws_rows + row) * 2]);
@@ -732,16 +724,6 @@ extern "C" void cuda_attention_ranges(cuda_ctx *c, bf16 *out, const bf16 *q, con
     AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, ATT_CAUSAL, scale);
     p.q_start = q_start, p.k_start = k_begin, p.k_end = k_end;
     attention_launch(c, p, n_seqs, max_q, max_k);
-}
-
-extern "C" void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int n_q,
-                                    int n_prefix, const int *parent, int heads, int kv_heads, int hd, int kv_stride,
-                                    float scale) {
-    if (n_q <= 0 || heads <= 0) return;
-    ctx_use(c);
-    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, ATT_TREE, scale);
-    p.parent = parent, p.tree_nq = n_q, p.tree_nprefix = n_prefix;
-    attention_launch(c, p, 1, n_q, n_prefix + n_q);
 }
 
 extern "C" void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,

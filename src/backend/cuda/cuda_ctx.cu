@@ -255,13 +255,6 @@ extern "C" void cuda_download_async(cuda_ctx *c, void *pinned_dst, const void *s
     CUDA_CHECK(cudaMemcpyAsync(pinned_dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
 }
 
-extern "C" void cuda_copy_2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
-                             size_t rows) {
-    if (!width || !rows) return;
-    ctx_use(c);
-    CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, c->stream));
-}
-
 extern "C" cuda_event *cuda_event_new(void) {
     cudaEvent_t e;
     CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));

@@ -46,8 +46,6 @@ void *cuda_host_alloc(size_t bytes, const char *what, llava_err *err); /* page-l
 void cuda_host_free(void *p);
 void cuda_upload_async(cuda_ctx *c, void *dst, const void *pinned_src, size_t bytes);
 void cuda_download_async(cuda_ctx *c, void *pinned_dst, const void *src, size_t bytes);
-/* rows × width bytes from src (row pitch spitch) to dst (row pitch dpitch), device to device */
-void cuda_copy_2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t rows);
 cuda_event *cuda_event_new(void);
 void cuda_event_free(cuda_event *ev);
 void cuda_event_record(cuda_ctx *c, cuda_event *ev);
@@ -130,11 +128,6 @@ void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const 
 void cuda_attention_ranges(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
                            const int *k_begin, const int *k_end, int n_seqs, int max_q, int max_k, int heads,
                            int kv_heads, int hd, int kv_stride, float scale);
-
-/* Tree attention for label scoring, one sequence: query i sees the first n_prefix key rows and the
- * key rows n_prefix + a for every ancestor a of i (itself included; parent: device int32, -1 = root). */
-void cuda_attention_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int n_q, int n_prefix,
-                         const int *parent, int heads, int kv_heads, int hd, int kv_stride, float scale);
 
 /* Packed prompts each followed by a label trie, in one launch (batched label scoring): causal
  * attention over sequences as cuda_attention (q_len == k_len), except that the last tail_len[s]
