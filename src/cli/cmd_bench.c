@@ -618,7 +618,9 @@ int cmd_bench(int argc, char **argv) {
     }
     qsort(lat, (size_t)n_lat, sizeof(double), cmp_double);
     const int N = o.images;
-    const int T = st[0].prompt_tokens, tiles = st[0].tiles, trie = llava_classifier_trie_size(clf);
+    const int T = st[0].prompt_tokens, tiles = st[0].tiles;
+    /* the trie tokens a forward needs: its leaves' own outputs score nothing */
+    const int trie = llava_classifier_trie_inner(clf), trie_nodes = llava_classifier_trie_size(clf);
     const int img_tokens = llava_model_image_tokens(m, o.h, o.w);
     bench_flops fl;
     double flops_all = 0;
@@ -653,7 +655,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(f, ",\"labels\":%d,\"threads\":%d", n_labels, threads);
         fprintf(f, ",\"prompt_tokens_per_image\":%d,\"image_tokens_per_image\":%d,\"tiles_per_image\":%d", T,
                 img_tokens, tiles);
-        fprintf(f, ",\"trie_tokens\":%d", trie);
+        fprintf(f, ",\"trie_tokens\":%d,\"trie_nodes\":%d", trie, trie_nodes);
         fprintf(f,
                 ",\"flops_per_image\":{\"total\":%.6e,\"vision\":%.6e,\"projector\":%.6e,\"lm_prefill\":%.6e,"
                 "\"lm_head\":%.6e,\"label_scoring\":%.6e,\"params_lm\":%.0f,\"params_vision_used\":%.0f}",
@@ -693,8 +695,8 @@ int cmd_bench(int argc, char **argv) {
     } else {
         printf("llava bench: %d images %dx%d (JPEG q90), %d labels, %s%s on %s\n", N, o.w, o.h, n_labels,
                o.model ? o.model : o.config, o.random_weights ? " (random weights)" : "", dev_name);
-        printf("  per image   %d prompt tokens (%d image), %d tiles, %d label-trie tokens\n", T, img_tokens, tiles,
-               trie);
+        printf("  per image   %d prompt tokens (%d image), %d tiles, %d label-trie tokens run (of %d nodes)\n", T,
+               img_tokens, tiles, trie, trie_nodes);
         printf("  FLOPs/image %.4g TFLOP (vision %.3g, projector %.3g, LM prefill %.4g, LM head %.3g, label scoring "
                "%.3g)\n",
                fl.total / 1e12, fl.vision / 1e12, fl.projector / 1e12, fl.lm / 1e12, fl.head / 1e12,

@@ -22,6 +22,10 @@ struct llava_classifier {
     int n_nodes;
     int *tok, *par;
     int **path;            /* per label: the node index of each continuation token */
+    /* the nodes a forward runs: those that are a parent (a leaf's own output scores nothing);
+     * inner[j] = node j's index among them or -1, itok/ipar their tokens and inner parents */
+    int n_inner;
+    int *inner, *itok, *ipar;
 };
 
 /* Replaces every occurrence of key in s by val; malloc'd. */
@@ -53,6 +57,7 @@ void llava_classifier_free(llava_classifier *c) {
     }
     free(c->labels), free(c->cont), free(c->n_cont), free(c->path);
     free(c->tok), free(c->par), free(c->prompt), free(c->prompt_ids);
+    free(c->inner), free(c->itok), free(c->ipar);
     free(c);
 }
 
@@ -148,6 +153,20 @@ int llava_classifier_new(llava_classifier **out, const llava_model *m, const cha
             parent = found;
         }
     }
+    /* the inner nodes, numbered in node order (parents precede children, so they do here too) */
+    c->inner = xmalloc(sizeof(int) * (size_t)c->n_nodes);
+    c->itok = xmalloc(sizeof(int) * (size_t)c->n_nodes);
+    c->ipar = xmalloc(sizeof(int) * (size_t)c->n_nodes);
+    for (int j = 0; j < c->n_nodes; j++) c->inner[j] = -1;
+    for (int j = 0; j < c->n_nodes; j++)
+        if (c->par[j] >= 0) c->inner[c->par[j]] = 0;
+    for (int j = 0; j < c->n_nodes; j++)
+        if (c->inner[j] >= 0) {
+            c->inner[j] = c->n_inner;
+            c->itok[c->n_inner] = c->tok[j];
+            c->ipar[c->n_inner] = c->par[j] < 0 ? -1 : c->inner[c->par[j]];
+            c->n_inner++;
+        }
     /* two labels with the same continuation would be indistinguishable */
     for (int i = 0; i < n_labels; i++)
         for (int j = 0; j < i; j++)
@@ -167,13 +186,14 @@ int llava_classifier_n_labels(const llava_classifier *c) { return c->n_labels; }
 const char *llava_classifier_label(const llava_classifier *c, int i) { return c->labels[i]; }
 const char *llava_classifier_prompt(const llava_classifier *c) { return c->prompt; }
 int llava_classifier_trie_size(const llava_classifier *c) { return c->n_nodes; }
+int llava_classifier_trie_inner(const llava_classifier *c) { return c->n_inner; }
 const int *llava_classifier_continuation(const llava_classifier *c, int i, int *n) {
     *n = c->n_cont[i];
     return c->cont[i];
 }
 
-/* probs and scores (may be NULL) from the per-label sums of node log-probabilities; lp(j) gives
- * log p(tok[j] | prompt, ancestors of j). */
+/* probs and scores (may be NULL) from the per-label sums of node log-probabilities: node_lp[j], or
+ * from the log-softmax after the prompt (lsm0) and after each inner node (tree_lp rows). */
 static void score_paths(double *probs, double *scores, const llava_classifier *c, const double *lsm0,
                         const float *tree_lp, const float *node_lp) {
     const int V = c->m->cfg.text.vocab;
@@ -185,7 +205,7 @@ static void score_paths(double *probs, double *scores, const llava_classifier *c
             int nd = c->path[i][k];
             int p = c->par[nd];
             if (node_lp) s += (double)node_lp[nd];
-            else s += p < 0 ? lsm0[c->tok[nd]] : (double)tree_lp[(size_t)p * V + c->tok[nd]];
+            else s += p < 0 ? lsm0[c->tok[nd]] : (double)tree_lp[(size_t)c->inner[p] * V + c->tok[nd]];
         }
         sc[i] = s;
         if (s > mx) mx = s;
@@ -196,7 +216,7 @@ static void score_paths(double *probs, double *scores, const llava_classifier *c
     if (sc != scores) free(sc);
 }
 
-/* from the log-softmax after the prompt (lsm0, V) and after every trie node (tree_lp, (n_nodes, V)) */
+/* from the log-softmax after the prompt (lsm0, V) and after every inner trie node (tree_lp, (n_inner, V)) */
 static void score_labels(double *probs, double *scores, const llava_classifier *c, const double *lsm0,
                          const float *tree_lp) {
     score_paths(probs, scores, c, lsm0, tree_lp, NULL);
@@ -236,19 +256,22 @@ int llava_classify_pixels(double *probs, double *scores, const llava_classifier 
     mistral_cache cache = {0};
     if (llava_image_features(&feats, &n_feats, m, pixels, n_tiles, H, W, err)) goto done;
     if (llava_classifier_prompt_ids(c, n_feats, &ids, &n_ids, err)) goto done;
-    if (mistral_cache_init(&cache, &m->cfg.text, n_ids + c->n_nodes, err)) goto done;
-    x = llava_try_malloc(sizeof(float) * (size_t)(n_ids > c->n_nodes ? n_ids : c->n_nodes) * Ht, "embeddings", err);
+    const int ni = c->n_inner;
+    if (mistral_cache_init(&cache, &m->cfg.text, n_ids + ni, err)) goto done;
+    x = llava_try_malloc(sizeof(float) * (size_t)(n_ids > ni ? n_ids : ni) * Ht, "embeddings", err);
     logits = x ? llava_try_malloc(sizeof(float) * (size_t)V, "logits", err) : NULL;
-    tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)c->n_nodes * V, "label logits", err) : NULL;
+    tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)(ni > 0 ? ni : 1) * V, "label logits", err) : NULL;
     lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * 2, "log-softmax", err) : NULL;
     if (!lsm) goto done;
     mistral_embed(x, &m->lm, ids, n_ids);
     llava_scatter_image_features(x, m, ids, n_ids, &feats, &n_feats, 1);
     if (mistral_forward(logits, &m->lm, &cache, x, n_ids, 0, err)) goto done;
-    mistral_embed(x, &m->lm, c->tok, c->n_nodes);
-    if (mistral_forward_tree(tree_logits, &m->lm, &cache, x, c->n_nodes, c->par, err)) goto done;
+    if (ni > 0) {
+        mistral_embed(x, &m->lm, c->itok, ni);
+        if (mistral_forward_tree(tree_logits, &m->lm, &cache, x, ni, c->ipar, err)) goto done;
+    }
     cpu_log_softmax(lsm, logits, V);
-    log_softmax_rows(tree_logits, c->n_nodes, V, lsm + V);
+    log_softmax_rows(tree_logits, ni, V, lsm + V);
     score_labels(probs, scores, c, lsm, tree_logits);
     rc = 0;
 done:

@@ -48,6 +48,9 @@ const char *llava_classifier_prompt(const llava_classifier *c);            /* th
 /* continuation token ids of label i (EOS included) */
 const int *llava_classifier_continuation(const llava_classifier *c, int i, int *n);
 int llava_classifier_trie_size(const llava_classifier *c);
+/* nodes that are some node's parent: the trie tokens a forward must run (a leaf's own output is
+ * used by no label; every continuation ends in a leaf) */
+int llava_classifier_trie_inner(const llava_classifier *c);
 /* The prompt's token ids with its image token expanded to n_feats copies (malloc'd). */
 int llava_classifier_prompt_ids(const llava_classifier *c, int n_feats, int **ids, int *n, llava_err *err);
 /* length of that prompt */

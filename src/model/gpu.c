@@ -134,7 +134,7 @@ void llava_gpu_free(llava_gpu *g) {
     const llava_config *c = &g->m->cfg;
     void *ptrs[] = {g->patch_w, g->class_emb, g->pos_emb, g->pre_ln_w, g->pre_ln_b, g->p_w1, g->p_b1, g->p_w2, g->p_b2,
                     g->newline, g->embed, g->norm, g->lm_head == g->embed ? NULL : g->lm_head, g->v_pix, g->v_cols,
-                    g->v_x, g->v_h, g->v_q, g->v_k, g->v_v, g->v_mlp, g->v_tmp, g->v_qs, g->v_drop_cls, g->v_ids,
+                    g->v_x, g->v_h, g->v_qkv, g->v_mlp, g->v_tmp, g->v_qs, g->v_drop_cls, g->v_ids,
                     g->feats, g->x, g->xf, g->h, g->q, g->att, g->kvt, g->gu, g->act, g->kc, g->vc, g->logits, g->d_ids,
                     g->d_pos, g->d_idx, g->d_kvrow, g->d_kvseq, g->d_step, g->d_out};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
@@ -158,6 +158,18 @@ void llava_gpu_free(llava_gpu *g) {
     free(g);
 }
 
+/* The attention and MLP outputs go into the fp32 residual stream through the GEMM itself (beta 1:
+ * no bf16 rounding of the branch, and the norm after it reads 6 bytes an element instead of 12).
+ * LLAVA_GPU_RESIDUAL_GEMM=0 keeps the bf16 GEMM output + separate add, to compare; read once. */
+static int gpu_residual_gemm(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("LLAVA_GPU_RESIDUAL_GEMM");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
 static int upload_weights(llava_gpu *g, llava_err *err) {
     const llava_model *m = g->m;
     const llava_config *c = &m->cfg;
@@ -178,12 +190,15 @@ static int upload_weights(llava_gpu *g, llava_err *err) {
         gclip_layer *d = &g->cl[l];
         W(d->ln1_w, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm1.weight", l);
         W(d->ln1_b, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm1.bias", l);
-        W(d->q_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.weight", l);
-        W(d->q_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.bias", l);
-        W(d->k_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.weight", l);
-        W(d->k_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.bias", l);
-        W(d->v_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.weight", l);
-        W(d->v_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.bias", l);
+        /* q, k, v projections side by side: one GEMM gives each token's [q | k | v] row */
+        const size_t DD = (size_t)Dv * Dv;
+        if (UPT(d->qkv_w, 3 * DD, 0, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.weight", l) ||
+            UPT(d->qkv_w, 3 * DD, DD, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.weight", l) ||
+            UPT(d->qkv_w, 3 * DD, 2 * DD, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.weight", l) ||
+            UPT(d->qkv_b, 3 * Dv, 0, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.q_proj.bias", l) ||
+            UPT(d->qkv_b, 3 * Dv, Dv, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.k_proj.bias", l) ||
+            UPT(d->qkv_b, 3 * Dv, 2 * Dv, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.v_proj.bias", l))
+            return -1;
         W(d->o_w, Dv, Dv, 0, 0, VT "encoder.layers.%d.self_attn.out_proj.weight", l);
         W(d->o_b, Dv, 0, 0, 0, VT "encoder.layers.%d.self_attn.out_proj.bias", l);
         W(d->ln2_w, Dv, 0, 0, 0, VT "encoder.layers.%d.layer_norm2.weight", l);
@@ -241,7 +256,8 @@ static size_t vision_bytes(const llava_model *m, int tiles) {
     const size_t Dv = c->vision.hidden, Iv = c->vision.intermediate, Ht = c->text.hidden, S = c->vision.image_size,
                  P = c->vision.patch, NP = m->clip.n_pos, GG = NP - 1;
     const size_t vt = (size_t)tiles * NP;
-    return sizeof(float) * tiles * 3 * S * S + sizeof(bf16) * (tiles * GG * 3 * P * P + 5 * vt * Dv +
+    /* v_pix; v_cols, v_x + v_h + v_qkv (2 + 3 rows of Dv), v_mlp, v_tmp; v_qs, v_drop_cls, v_ids */
+    return sizeof(float) * tiles * 3 * S * S + sizeof(bf16) * (tiles * GG * 3 * P * P + (2 + 3) * vt * Dv +
                                                                 vt * (Iv > Ht ? Iv : Ht) + (vt + 1) * (Ht > Dv ? Ht : Dv)) +
            sizeof(int) * (2 * vt + tiles + 1);
 }
@@ -344,9 +360,7 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
         ALLOC(g->v_cols, sizeof(bf16) * VTl * (NP - 1) * K);
         ALLOC(g->v_x, sizeof(bf16) * vt * Dv);
         ALLOC(g->v_h, sizeof(bf16) * vt * Dv);
-        ALLOC(g->v_q, sizeof(bf16) * vt * Dv);
-        ALLOC(g->v_k, sizeof(bf16) * vt * Dv);
-        ALLOC(g->v_v, sizeof(bf16) * vt * Dv);
+        ALLOC(g->v_qkv, sizeof(bf16) * vt * 3 * Dv);
         ALLOC(g->v_mlp, sizeof(bf16) * vt * (c->vision.intermediate > Ht ? c->vision.intermediate : Ht));
         ALLOC(g->v_tmp, sizeof(bf16) * (vt + 1) * (Ht > Dv ? Ht : Dv));
         ALLOC(g->v_qs, sizeof(int) * (VTl + 1));
@@ -423,21 +437,26 @@ static void vision_tower(llava_gpu *g, int n_tiles) {
     cuda_clip_embed(g->c, g->v_x, g->v_h, g->class_emb, g->pos_emb, n_tiles, G * G, Dv);
     cuda_layernorm(g->c, g->v_x, g->v_x, g->pre_ln_w, g->pre_ln_b, (int)ntok, Dv, cm->cfg.eps);
     const float scale = 1.0f / sqrtf((float)cm->cfg.head_dim);
+    /* v_h holds each layer's normed input: the first layer's ln1 here, the others' from the fused
+     * residual add + norm at the end of the layer before */
+    if (cm->n_run > 0)
+        cuda_layernorm(g->c, g->v_h, g->v_x, g->cl[0].ln1_w, g->cl[0].ln1_b, (int)ntok, Dv, cm->cfg.eps);
     for (int l = 0; l < cm->n_run; l++) {
         const gclip_layer *y = &g->cl[l];
-        cuda_layernorm(g->c, g->v_h, g->v_x, y->ln1_w, y->ln1_b, (int)ntok, Dv, cm->cfg.eps);
-        cuda_linear(g->c, g->v_q, g->v_h, y->q_w, y->q_b, (int)ntok, Dv, Dv);
-        cuda_linear(g->c, g->v_k, g->v_h, y->k_w, y->k_b, (int)ntok, Dv, Dv);
-        cuda_linear(g->c, g->v_v, g->v_h, y->v_w, y->v_b, (int)ntok, Dv, Dv);
-        cuda_attention(g->c, g->v_h, g->v_q, g->v_k, g->v_v, g->v_qs, g->v_qs, n_tiles, NP, cm->cfg.heads, cm->cfg.heads,
-                       cm->cfg.head_dim, Dv, 0, scale);
+        const bf16 *qkv = g->v_qkv;
+        cuda_linear(g->c, g->v_qkv, g->v_h, y->qkv_w, y->qkv_b, (int)ntok, Dv, 3 * Dv);
+        cuda_attention(g->c, g->v_h, qkv, qkv + Dv, qkv + 2 * Dv, g->v_qs, g->v_qs, n_tiles, NP, cm->cfg.heads,
+                       cm->cfg.heads, cm->cfg.head_dim, 3 * Dv, 3 * Dv, 0, scale);
         cuda_linear(g->c, g->v_mlp, g->v_h, y->o_w, y->o_b, (int)ntok, Dv, Dv);
-        cuda_add(g->c, g->v_x, g->v_mlp, ntok * Dv);
-        cuda_layernorm(g->c, g->v_h, g->v_x, y->ln2_w, y->ln2_b, (int)ntok, Dv, cm->cfg.eps);
+        cuda_add_layernorm(g->c, g->v_h, g->v_x, g->v_mlp, y->ln2_w, y->ln2_b, (int)ntok, Dv, cm->cfg.eps);
         cuda_linear(g->c, g->v_mlp, g->v_h, y->fc1_w, y->fc1_b, (int)ntok, Dv, Iv);
         vis_act(g, g->v_mlp, ntok * Iv, cm->cfg.act);
         cuda_linear(g->c, g->v_h, g->v_mlp, y->fc2_w, y->fc2_b, (int)ntok, Iv, Dv);
-        cuda_add(g->c, g->v_x, g->v_h, ntok * Dv);
+        if (l + 1 < cm->n_run) /* x += mlp; v_h = the next layer's ln1 (out aliases r: allowed) */
+            cuda_add_layernorm(g->c, g->v_h, g->v_x, g->v_h, g->cl[l + 1].ln1_w, g->cl[l + 1].ln1_b, (int)ntok, Dv,
+                               cm->cfg.eps);
+        else
+            cuda_add(g->c, g->v_x, g->v_h, ntok * Dv);
     }
     g->last_tiles = n_tiles;
 }
@@ -506,6 +525,7 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t lstride = (size_t)g->kv_tokens * KD;
     const int *pos = a->pos;
+    const int acc = gpu_residual_gemm();
     for (int l = 0; l < c->layers; l++) {
         const gdec_layer *y = &g->dl[l];
         const int last = l + 1 == c->layers;
@@ -544,10 +564,10 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
                                   a->max_k, c->heads, c->kv_heads, hd, KD, scale);
         } else if (keep) {
             cuda_attention_tail_tree(g->c, g->att, g->q, g->kvt, g->kvt + KD, a->keep_qs, a->qs, a->tail, a->keep_par,
-                                     a->n_seqs, a->max_keep_q, c->heads, c->kv_heads, hd, 2 * KD, scale);
+                                     a->n_seqs, a->max_keep_q, c->heads, c->kv_heads, hd, 2 * KD, 0, scale);
         } else {
             cuda_attention_tail_tree(g->c, g->att, g->q, g->kvt, g->kvt + KD, a->qs, a->qs, a->tail, a->parent,
-                                     a->n_seqs, a->max_q, c->heads, c->kv_heads, hd, 2 * KD, scale);
+                                     a->n_seqs, a->max_q, c->heads, c->kv_heads, hd, 2 * KD, 0, scale);
         }
         gpu_prof_end(g, PR_ATTN);
         if (keep) {
@@ -556,10 +576,13 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
             cuda_gather_rows(g->c, (bf16 *)xf, (const bf16 *)g->xf, a->keep_rows, m, 2 * H);
         }
         gpu_prof_begin(g);
-        cuda_linear(g->c, g->h, g->att, y->wo, NULL, m, QD, H);
+        if (acc)
+            cuda_linear_acc_f32(g->c, xf, g->att, y->wo, m, QD, H); /* x += attn Woᵀ */
+        else
+            cuda_linear(g->c, g->h, g->att, y->wo, NULL, m, QD, H);
         gpu_prof_end(g, PR_WO);
         gpu_prof_begin(g);
-        cuda_add_rmsnorm_f32(g->c, g->h, xf, g->h, y->mlp_norm, m, H, c->eps); /* x += attn; h = norm(x) */
+        cuda_add_rmsnorm_f32(g->c, g->h, xf, acc ? NULL : g->h, y->mlp_norm, m, H, c->eps); /* h = norm(x) */
         gpu_prof_end(g, PR_NORM);
         gpu_prof_begin(g);
         cuda_linear(g->c, g->gu, g->h, y->w_gu, NULL, m, H, 2 * I);
@@ -568,13 +591,14 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         cuda_swiglu(g->c, g->act, g->gu, m, I);
         gpu_prof_end(g, PR_SWIGLU);
         gpu_prof_begin(g);
-        cuda_linear(g->c, g->h, g->act, y->w_down, NULL, m, I, H);
+        if (acc)
+            cuda_linear_acc_f32(g->c, xf, g->act, y->w_down, m, I, H); /* x += mlp Wdownᵀ */
+        else
+            cuda_linear(g->c, g->h, g->act, y->w_down, NULL, m, I, H);
         gpu_prof_end(g, PR_DOWN);
         gpu_prof_begin(g);
-        if (!last)
-            cuda_add_rmsnorm_f32(g->c, g->h, xf, g->h, g->dl[l + 1].attn_norm, m, H, c->eps);
-        else
-            cuda_add_rmsnorm_f32(g->c, g->h, xf, g->h, g->norm, m, H, c->eps); /* final norm */
+        /* the next layer's input norm, or the final norm */
+        cuda_add_rmsnorm_f32(g->c, g->h, xf, acc ? NULL : g->h, last ? g->norm : g->dl[l + 1].attn_norm, m, H, c->eps);
         gpu_prof_end(g, PR_NORM);
     }
 }

@@ -11,7 +11,13 @@
 #include "model/gpu.h"
 
 typedef struct {
-    bf16 *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b, *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+    bf16 *ln1_w, *ln1_b;  /* (Dv) */
+    bf16 *qkv_w;          /* (3*Dv, Dv): q_proj rows, then k_proj, then v_proj: one GEMM gives [q | k | v] */
+    bf16 *qkv_b;          /* (3*Dv): the three biases in the same order */
+    bf16 *o_w, *o_b;      /* (Dv, Dv), (Dv) */
+    bf16 *ln2_w, *ln2_b;  /* (Dv) */
+    bf16 *fc1_w, *fc1_b;  /* (Iv, Dv), (Iv) */
+    bf16 *fc2_w, *fc2_b;  /* (Dv, Iv), (Dv) */
 } gclip_layer;
 
 typedef struct {
@@ -56,7 +62,8 @@ struct llava_gpu {
     /* vision buffers (vis_tiles tiles, NP tokens each) */
     float *v_pix;         /* (vis_tiles, 3, S, S) fp32 pixels */
     bf16 *v_cols;         /* (vis_tiles*GG, 3*P*P) patches */
-    bf16 *v_x, *v_h, *v_q, *v_k, *v_v; /* (vis_tiles*NP, Dv) */
+    bf16 *v_x, *v_h;      /* (vis_tiles*NP, Dv) residual stream, normed input / attention output */
+    bf16 *v_qkv;          /* (vis_tiles*NP, 3*Dv) [q | k | v] rows */
     bf16 *v_mlp;          /* (vis_tiles*NP, max(Iv, Ht)) */
     bf16 *v_tmp;          /* (vis_tiles*NP + 1, max(Ht, Dv)): projector output + newline row */
     int *v_qs;            /* constant: t*NP for t = 0..vis_tiles (tile starts for attention) */

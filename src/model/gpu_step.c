@@ -14,13 +14,17 @@
  * of max_tree rows, only the rows scoring needs (the last prompt row and every trie row of each
  * sequence) through the LM head, log-softmax, and the pick of (row, token) pairs.
  *
+ * Only the trie nodes that are some node's parent go through the model: a leaf's own row would
+ * give the distribution after it, which no label uses (every label ends in a leaf, EOS here), so
+ * the F fed nodes of a sequence are its trie minus the leaves (closed under ancestors, same order).
  * The last decoder layer runs its queries, attention output and MLP only on the R rows the LM
- * head needs (each sequence's last prompt row and its trie rows; all rows still give K/V), which
- * leaves those rows in g->h in LM-head order.
+ * head needs (each sequence's last prompt row and its fed trie rows; all rows still give K/V),
+ * which leaves those rows in g->h in LM-head order.
  * Int block layout (M packed tokens, S sequences, NI image tokens, R LM-head rows, P pairs):
  *   ids[M] pos[M] qs[S+1] tail[S] parent[M] img_pos[NI] order[NI] rows[R] pick_row[P] pick_col[P]
  *   keep_pos[R] keep_qs[S+1] keep_par[R]
- * with R = S + P, P = sum of trie sizes; at most 10M + 5S + 2 ints (gpu_step_ints).
+ * with R = S + sum of fed nodes, P = sum of trie sizes (one pair per node); at most 10M + 5S + 2
+ * ints (gpu_step_ints).
  */
 #include "model/gpu.h"
 
@@ -51,7 +55,7 @@ void llava_gpu_step_clear(llava_gpu_step *s) { (void)s; }
 
 typedef struct {
     int tile0, n_tiles, H, W;
-    int n_ids, n_nodes;
+    int n_ids, n_nodes, n_fed; /* prompt tokens; trie nodes; those fed (not leaves) */
     int ids_off, nodes_off; /* into s->ids / s->tok,s->par; nodes_off also indexes the results */
     int n_img;              /* image tokens (= features) */
 } step_seq;
@@ -61,6 +65,7 @@ struct llava_gpu_step {
     step_seq *seq;
     int n_seq, n_tokens, n_tiles, n_nodes;
     int *ids, *tok, *par;   /* host copies of the inputs, in add order */
+    int *fed;               /* per trie node: its index among its trie's fed nodes, -1 for a leaf */
     size_t ids_cap, nodes_cap;
     float *pix;             /* page-locked (n_tiles, 3, S, S) */
     size_t pix_cap;         /* floats */
@@ -97,7 +102,7 @@ void llava_gpu_step_free(llava_gpu_step *s) {
     if (s->ev) cuda_event_free(s->ev);
     for (int i = 0; i < 4; i++)
         if (s->tev[i]) cuda_event_free(s->tev[i]);
-    free(s->seq), free(s->ids), free(s->tok), free(s->par);
+    free(s->seq), free(s->ids), free(s->tok), free(s->par), free(s->fed);
     free(s);
 }
 
@@ -120,7 +125,13 @@ int llava_gpu_step_add(llava_gpu_step *s, const float *pixels, int n_tiles, int 
         return llava_errf(err, "image features and image tokens do not match: tokens: %d, features: %d", n_img, want);
     for (int j = 0; j < n_nodes; j++)
         if (parent[j] >= j || parent[j] < -1) return llava_errf(err, "label trie: node %d has parent %d", j, parent[j]);
-    if (s->n_seq == g->step_seqs || s->n_tokens + n_ids + n_nodes > g->step_tokens) return 1;
+    int n_fed = 0; /* the nodes that are a parent */
+    for (int j = 0; j < n_nodes; j++) {
+        int is_parent = 0;
+        for (int k = j + 1; k < n_nodes && !is_parent; k++) is_parent = parent[k] == j;
+        n_fed += is_parent;
+    }
+    if (s->n_seq == g->step_seqs || s->n_tokens + n_ids + n_fed > g->step_tokens) return 1;
     /* copy the inputs */
     size_t per = (size_t)3 * S * S, need = (size_t)(s->n_tiles + n_tiles) * per;
     if (need > s->pix_cap) {
@@ -142,16 +153,25 @@ int llava_gpu_step_add(llava_gpu_step *s, const float *pixels, int n_tiles, int 
         s->nodes_cap = (size_t)(s->n_nodes + n_nodes) * 2;
         s->tok = xrealloc(s->tok, sizeof(int) * s->nodes_cap);
         s->par = xrealloc(s->par, sizeof(int) * s->nodes_cap);
+        s->fed = xrealloc(s->fed, sizeof(int) * s->nodes_cap);
     }
     memcpy(s->ids + ids_len, ids, sizeof(int) * (size_t)n_ids);
     memcpy(s->tok + s->n_nodes, tok, sizeof(int) * (size_t)n_nodes);
     memcpy(s->par + s->n_nodes, parent, sizeof(int) * (size_t)n_nodes);
+    int *fed = s->fed + s->n_nodes;
+    for (int j = 0; j < n_nodes; j++) fed[j] = -1;
+    for (int j = 0, f = 0; j < n_nodes; j++) /* parents precede children: numbered in node order */
+        for (int k = j + 1; k < n_nodes; k++)
+            if (parent[k] == j) {
+                fed[j] = f++;
+                break;
+            }
     step_seq *q = &s->seq[s->n_seq++];
     *q = (step_seq){.tile0 = s->n_tiles, .n_tiles = n_tiles, .H = H, .W = W, .n_ids = n_ids, .n_nodes = n_nodes,
-                    .ids_off = ids_len, .nodes_off = s->n_nodes, .n_img = n_img};
+                    .n_fed = n_fed, .ids_off = ids_len, .nodes_off = s->n_nodes, .n_img = n_img};
     s->n_tiles += n_tiles;
     s->n_nodes += n_nodes;
-    s->n_tokens += n_ids + n_nodes;
+    s->n_tokens += n_ids + n_fed;
     return 0;
 }
 
@@ -166,12 +186,14 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
     const int S_px = m->cfg.vision.image_size, per_tile = m->clip.n_pos - 1;
     CHECK(!s->launched);
     if (!s->n_seq) return llava_errf(err, "empty step");
-    const int M = s->n_tokens, S = s->n_seq, P = s->n_nodes, R = S + P;
-    int NI = 0, max_q = 0, max_keep = 0; /* longest sequence; most kept rows of one sequence */
+    const int M = s->n_tokens, S = s->n_seq, P = s->n_nodes;
+    int NI = 0, max_q = 0, max_keep = 0, R = S; /* longest sequence; most kept rows of one sequence */
     for (int i = 0; i < S; i++) {
-        NI += s->seq[i].n_img;
-        if (s->seq[i].n_ids + s->seq[i].n_nodes > max_q) max_q = s->seq[i].n_ids + s->seq[i].n_nodes;
-        if (1 + s->seq[i].n_nodes > max_keep) max_keep = 1 + s->seq[i].n_nodes;
+        const step_seq *sq = &s->seq[i];
+        NI += sq->n_img;
+        R += sq->n_fed;
+        if (sq->n_ids + sq->n_fed > max_q) max_q = sq->n_ids + sq->n_fed;
+        if (1 + sq->n_fed > max_keep) max_keep = 1 + sq->n_fed;
     }
     int *b = s->pin_ints;
     int *ids = b, *pos = ids + M, *qs = pos + M, *tail = qs + S + 1, *par = tail + S, *img_pos = par + M;
@@ -184,8 +206,9 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
     for (int i = 0; i < S; i++) {
         const step_seq *sq = &s->seq[i];
         const int *sid = s->ids + sq->ids_off, *tk = s->tok + sq->nodes_off, *pr = s->par + sq->nodes_off;
+        const int *fd = s->fed + sq->nodes_off;
         qs[i] = q0;
-        tail[i] = sq->n_nodes;
+        tail[i] = sq->n_fed;
         for (int k = 0; k < sq->n_ids; k++) {
             ids[q0 + k] = sid[k];
             pos[q0 + k] = k;
@@ -197,18 +220,20 @@ int llava_gpu_step_launch(llava_gpu_step *s, llava_err *err) {
         kqs[i] = r0;
         kpar[r0] = -1;
         for (int j = 0; j < sq->n_nodes; j++) {
-            const int r = q0 + sq->n_ids + j;
-            ids[r] = tk[j];
-            pos[r] = pr[j] < 0 ? sq->n_ids : pos[q0 + sq->n_ids + pr[j]] + 1;
-            par[r] = pr[j];
-            rows[r0 + 1 + j] = r;
-            kpos[r0 + 1 + j] = pos[r];
-            kpar[r0 + 1 + j] = pr[j];
-            prow[sq->nodes_off + j] = r0 + (pr[j] < 0 ? 0 : 1 + pr[j]);
+            const int pf = pr[j] < 0 ? -1 : fd[pr[j]]; /* the parent's fed index (a parent is fed) */
+            prow[sq->nodes_off + j] = r0 + 1 + pf;      /* the row whose distribution scores node j */
             pcol[sq->nodes_off + j] = tk[j];
+            if (fd[j] < 0) continue;
+            const int f = fd[j], r = q0 + sq->n_ids + f;
+            ids[r] = tk[j];
+            pos[r] = pf < 0 ? sq->n_ids : pos[q0 + sq->n_ids + pf] + 1;
+            par[r] = pf;
+            rows[r0 + 1 + f] = r;
+            kpos[r0 + 1 + f] = pos[r];
+            kpar[r0 + 1 + f] = pf;
         }
-        q0 += sq->n_ids + sq->n_nodes;
-        r0 += 1 + sq->n_nodes;
+        q0 += sq->n_ids + sq->n_fed;
+        r0 += 1 + sq->n_fed;
     }
     qs[S] = q0;
     kqs[S] = r0;

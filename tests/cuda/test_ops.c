@@ -236,6 +236,29 @@ static void test_linear(int n, int din, int dout, int bias, int f32out) {
     cuda_free(dx), cuda_free(dw), cuda_free(db), cuda_free(dout_);
 }
 
+/* out (fp32) += x · wᵀ: the decoder's residual stream taking a projection in one GEMM */
+static void test_linear_acc(int n, int din, int dout) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d %d->%d", n, din, dout);
+    float *x = rand_vec((size_t)n * din, 1.f), *w = rand_vec((size_t)dout * din, 0.05f);
+    float *r = rand_vec((size_t)n * dout, 4.f), *ref = xmalloc_t((size_t)n * dout * sizeof(float));
+    cpu_linear(ref, x, w, NULL, n, din, dout);
+    for (size_t i = 0; i < (size_t)n * dout; i++) ref[i] += r[i];
+    void *dx = up_bf16(x, (size_t)n * din), *dw = up_bf16(w, (size_t)dout * din);
+    size_t ob = (size_t)n * dout * 4;
+    void *dacc = out_buf(ob);
+    for (int pass = 0; pass < 2; pass++) { /* the second: the cached plan */
+        cuda_upload(C, dacc, r, ob);
+        cuda_linear_acc_f32(C, dacc, dx, dw, n, din, dout);
+        float *g = down_f32(dacc, (size_t)n * dout);
+        check("linear_acc_f32", pass ? "cached" : shape, g, ref, (size_t)n * dout, dout, 1e-2);
+        free(g);
+    }
+    check_guard("linear_acc_f32", shape, dacc, ob);
+    free(x), free(w), free(r), free(ref);
+    cuda_free(dx), cuda_free(dw), cuda_free(dacc);
+}
+
 static void test_layernorm(int n, int d, int bias, int alias) {
     char shape[128];
     snprintf(shape, sizeof shape, "n=%d d=%d%s%s", n, d, bias ? "" : " no-bias", alias ? " out=x" : "");
@@ -289,6 +312,31 @@ static void test_add_rmsnorm(int n, int d) {
     check_guard("add_rmsnorm", shape, dout_, N * 2);
     free(x), free(r), free(w), free(sum), free(ref), free(gx), free(g);
     cuda_free(dx), cuda_free(dr), cuda_free(dw), cuda_free(dout_);
+}
+
+/* residual add + LayerNorm (the vision tower's): x += r stored as bf16 (exact: the host rounds the
+ * same fp32 sum), out = layernorm of that stored sum; alias: out = r, as the tower calls it after fc2.
+ * d <= 1024 with d % 8 == 0 takes the row-in-registers kernel, larger the vector loop, odd d the
+ * scalar one. */
+static void test_add_layernorm(int n, int d, int bias, int alias) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d d=%d%s%s", n, d, bias ? "" : " no-bias", alias ? " out=r" : "");
+    size_t N = (size_t)n * d;
+    float *x = rand_vec(N, 2.f), *r = rand_vec(N, 1.f), *w = rand_vec(d, 1.f), *b = bias ? rand_vec(d, 0.5f) : NULL;
+    for (size_t i = 0; i < N; i++) x[i] = bfr(x[i] + 0.7f); /* a non-zero mean */
+    float *sum = xmalloc_t(N * sizeof(float)), *ref = xmalloc_t(N * sizeof(float));
+    for (size_t i = 0; i < N; i++) sum[i] = bfr(x[i] + r[i]);
+    cpu_layernorm(ref, sum, w, b, n, d, 1e-5f);
+    void *dx = up_bf16(x, N), *dr = up_bf16(r, N), *dw = up_bf16(w, d), *db = b ? up_bf16(b, d) : NULL;
+    void *dout_ = alias ? dr : out_buf(N * 2);
+    cuda_add_layernorm(C, dout_, dx, dr, dw, db, n, d, 1e-5f);
+    float *gx = down_bf16(dx, N), *g = down_bf16(dout_, N);
+    check("add_layernorm.x", shape, gx, sum, N, d, 0);
+    check("add_layernorm.out", shape, g, ref, N, d, 1e-2);
+    if (!alias) check_guard("add_layernorm", shape, dout_, N * 2);
+    free(x), free(r), free(w), free(b), free(sum), free(ref), free(gx), free(g);
+    cuda_free(dx), cuda_free(dr), cuda_free(dw), cuda_free(db);
+    if (!alias) cuda_free(dout_);
 }
 
 /* fp32 residual stream: x (fp32) += r (bf16) then rmsnorm; out aliases r as the decoder calls it */
@@ -554,10 +602,16 @@ static int seqs_desc(char *desc, size_t size, const char *label, int ns, const i
     return pos;
 }
 
+/* q row layouts of test_attention_q: Q_OWN rows of heads*hd (q_stride 0 = default), Q_QKV the
+ * fused [q | k | v] row of the vision tower (q_stride = kv_stride = heads*hd + 2*kv*hd; needs
+ * q_len == k_len), else q rows padded by that many elements (odd: no tensor-core kernel takes it) */
+enum { Q_OWN = 0, Q_QKV = -1 };
+
 /* Packed sequences s = 0..ns-1 with q_len qlens[s] and k_len klens[s]; kv_packed puts K and V
- * side by side in one buffer (kv_stride = 2*kv*hd, as a fused KV projection would). */
-static void test_attention(const char *label, int ns, const int *qlens, const int *klens, int heads, int kv, int hd,
-                           int causal, int kv_packed) {
+ * side by side in one buffer (kv_stride = 2*kv*hd, as a fused KV projection would); q_layout as
+ * above. */
+static void test_attention_q(const char *label, int ns, const int *qlens, const int *klens, int heads, int kv, int hd,
+                             int causal, int kv_packed, int q_layout) {
     int tq = 0, tk = 0, max_q = 0;
     int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), *ks = xmalloc_t((size_t)(ns + 1) * sizeof(int));
     qs[0] = ks[0] = 0;
@@ -571,21 +625,34 @@ static void test_attention(const char *label, int ns, const int *qlens, const in
         free(qs), free(ks);
         return;
     }
-    int kv_stride = kv_packed ? 2 * kv * hd : kv * hd;
-    size_t qn = (size_t)tq * heads * hd;
-    float *q = rand_vec(qn, 1.5f);
+    const int qd = heads * hd, fused = q_layout == Q_QKV;
+    if (fused) kv_packed = 1;
+    for (int s = 0; s < ns && fused; s++)
+        if (qlens[s] != klens[s]) {
+            fprintf(stderr, "test: a fused [q | k | v] case needs q_len == k_len\n");
+            exit(2);
+        }
+    const int kv_stride = fused ? qd + 2 * kv * hd : kv_packed ? 2 * kv * hd : kv * hd;
+    const int q_stride = fused ? kv_stride : qd + q_layout;
+    size_t qn = (size_t)tq * qd;
+    /* qrows: the q rows as the op sees them (own buffer, maybe padded); q: a packed copy for the reference */
+    float *qrows = fused ? NULL : rand_vec((size_t)tq * q_stride, 1.5f);
     float *kvb = rand_vec((size_t)tk * kv_stride, 1.f);
     float *vb = kv_packed ? NULL : rand_vec((size_t)tk * kv_stride, 1.f);
-    const float *k = kvb, *v = kv_packed ? kvb + (size_t)kv * hd : vb;
+    const float *k = kvb + (fused ? qd : 0), *v = kv_packed ? k + (size_t)kv * hd : vb;
+    float *q = xmalloc_t(qn * sizeof(float));
+    for (int i = 0; i < tq; i++)
+        memcpy(q + (size_t)i * qd, (fused ? kvb : qrows) + (size_t)i * q_stride, qd * sizeof(float));
     float scale = 1.f / sqrtf((float)hd);
     float *ref = xmalloc_t(qn * sizeof(float));
     for (int s = 0; s < ns; s++)
         cpu_attention(ref + (size_t)qs[s] * heads * hd, q + (size_t)qs[s] * heads * hd, k + (size_t)ks[s] * kv_stride,
                       v + (size_t)ks[s] * kv_stride, qlens[s], klens[s], heads, kv, hd, kv_stride, causal,
                       klens[s] - qlens[s], 0, scale);
-    void *dq = up_bf16(q, qn), *dk = up_bf16(kvb, (size_t)tk * kv_stride);
+    void *dq = fused ? NULL : up_bf16(qrows, (size_t)tq * q_stride), *dk = up_bf16(kvb, (size_t)tk * kv_stride);
     void *dv = kv_packed ? NULL : up_bf16(vb, (size_t)tk * kv_stride);
-    const uint16_t *pk = dk, *pv = kv_packed ? (const uint16_t *)dk + (size_t)kv * hd : dv;
+    const uint16_t *pq = fused ? dk : dq, *pk = (const uint16_t *)dk + (fused ? qd : 0);
+    const uint16_t *pv = kv_packed ? pk + (size_t)kv * hd : dv;
     void *dqs = up_bytes(qs, (size_t)(ns + 1) * sizeof(int)), *dks = up_bytes(ks, (size_t)(ns + 1) * sizeof(int));
     /* queries == keys in every sequence: one start array for both, as the prefill passes it (the
      * case the Hopper kernel takes) */
@@ -595,14 +662,16 @@ static void test_attention(const char *label, int ns, const int *qlens, const in
     void *dout_ = out_buf(qn * 2);
     char desc[160];
     int pos = seqs_desc(desc, sizeof desc, label, ns, qlens, klens);
-    snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d%s%s", heads, kv, hd, causal ? " causal" : "",
-             kv_packed ? " kvpacked" : "");
+    pos += snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d%s%s", heads, kv, hd, causal ? " causal" : "",
+                    fused ? " qkv" : kv_packed ? " kvpacked" : "");
+    if (q_layout > 0) snprintf(desc + pos, sizeof desc - pos, " qpad=%d", q_layout);
     for (int v = 0; v < n_var(hd); v++) {
         cuda_ctx *x = var_ctx(v);
         if (!x) continue;
         poison(dout_, qn * 2);
         cuda_sync(C);
-        cuda_attention(x, dout_, dq, pk, pv, dqs, dks_use, ns, max_q, heads, kv, hd, kv_stride, causal, scale);
+        cuda_attention(x, dout_, pq, pk, pv, dqs, dks_use, ns, max_q, heads, kv, hd, kv_stride,
+                       q_layout == Q_OWN ? 0 : q_stride, causal, scale);
         cuda_sync(x);
         float *g = down_bf16(dout_, qn);
         char op[32];
@@ -611,8 +680,13 @@ static void test_attention(const char *label, int ns, const int *qlens, const in
         check_guard(op, desc, dout_, qn * 2);
         free(g);
     }
-    free(qs), free(ks), free(q), free(kvb), free(vb), free(ref);
+    free(qs), free(ks), free(q), free(qrows), free(kvb), free(vb), free(ref);
     cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(dqs), cuda_free(dks), cuda_free(dout_);
+}
+
+static void test_attention(const char *label, int ns, const int *qlens, const int *klens, int heads, int kv, int hd,
+                           int causal, int kv_packed) {
+    test_attention_q(label, ns, qlens, klens, heads, kv, hd, causal, kv_packed, Q_OWN);
 }
 
 /* batched generation: new rows of each sequence against its range of a shared KV cache, ranges
@@ -698,7 +772,7 @@ static void test_attention_ranges(const char *label, int ns, const int *qlens, c
  * trie of tails[s] tokens (its own parents), K/V packed side by side (stride 2*kv*hd) as the step
  * decoder has them. Reference: cpu_attention (causal) for the prompt rows and cpu_attention_tree
  * (prefix = the prompt) for the trie rows of every sequence. */
-static void test_tail_tree(int ns, const int *plens, const int *tails, int heads, int kv, int hd) {
+static void test_tail_tree_q(int ns, const int *plens, const int *tails, int heads, int kv, int hd, int fused) {
     int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), max_q = 0;
     qs[0] = 0;
     for (int s = 0; s < ns; s++) {
@@ -721,10 +795,18 @@ static void test_tail_tree(int ns, const int *plens, const int *tails, int heads
             if (tp[i] >= i) tp[i] = i - 1;
         }
     }
-    const int kv_stride = 2 * kv * hd;
-    size_t qn = (size_t)M * heads * hd;
-    float *q = rand_vec(qn, 1.5f), *kvb = rand_vec((size_t)M * kv_stride, 1.f);
-    const float *k = kvb, *v = kvb + (size_t)kv * hd;
+    const int qd = heads * hd, kv_stride = fused ? qd + 2 * kv * hd : 2 * kv * hd;
+    size_t qn = (size_t)M * qd;
+    float *q, *kvb;
+    if (fused) { /* one buffer of [q | k | v] rows; q: a packed copy for the reference */
+        kvb = rand_vec((size_t)M * kv_stride, 1.f);
+        q = xmalloc_t(qn * sizeof(float));
+        for (int i = 0; i < M; i++) memcpy(q + (size_t)i * qd, kvb + (size_t)i * kv_stride, qd * sizeof(float));
+    } else {
+        q = rand_vec(qn, 1.5f);
+        kvb = rand_vec((size_t)M * kv_stride, 1.f);
+    }
+    const float *k = kvb + (fused ? qd : 0), *v = k + (size_t)kv * hd;
     float scale = 1.f / sqrtf((float)hd);
     float *ref = xmalloc_t(qn * sizeof(float));
     for (int s = 0; s < ns; s++) {
@@ -734,22 +816,23 @@ static void test_tail_tree(int ns, const int *plens, const int *tails, int heads
         cpu_attention_tree(ref + rt * heads * hd, q + rt * heads * hd, k + r0 * kv_stride, v + r0 * kv_stride, tails[s],
                            plens[s], parent + rt, heads, kv, hd, kv_stride, scale);
     }
-    void *dq = up_bf16(q, qn), *dkv = up_bf16(kvb, (size_t)M * kv_stride);
+    void *dq = fused ? NULL : up_bf16(q, qn), *dkv = up_bf16(kvb, (size_t)M * kv_stride);
+    const uint16_t *pq = fused ? dkv : dq, *pk = (const uint16_t *)dkv + (fused ? qd : 0), *pv = pk + (size_t)kv * hd;
     void *dqs = up_bytes(qs, (size_t)(ns + 1) * sizeof(int)), *dtail = up_bytes(tails, (size_t)ns * sizeof(int));
     void *dpar = up_bytes(parent, (size_t)M * sizeof(int)), *dout_ = out_buf(qn * 2);
     char desc[160];
     int pos = snprintf(desc, sizeof desc, "seqs=");
     for (int s = 0; s < ns && pos < 90; s++)
         pos += snprintf(desc + pos, sizeof desc - pos, "%s%d+%d", s ? "," : "", plens[s], tails[s]);
-    snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d", heads, kv, hd);
+    snprintf(desc + pos, sizeof desc - pos, " h=%d/%d hd=%d%s", heads, kv, hd, fused ? " qkv" : "");
     /* every variant ("auto": prompts and tries in one launch of the Hopper kernel where it applies) */
     for (int v = 0; v < n_var(hd); v++) {
         cuda_ctx *x = var_ctx(v);
         if (!x) continue;
         poison(dout_, qn * 2);
         cuda_sync(C);
-        cuda_attention_tail_tree(x, dout_, dq, dkv, (const uint16_t *)dkv + (size_t)kv * hd, dqs, dqs, dtail, dpar, ns,
-                                 max_q, heads, kv, hd, kv_stride, scale);
+        cuda_attention_tail_tree(x, dout_, pq, pk, pv, dqs, dqs, dtail, dpar, ns, max_q, heads, kv, hd, kv_stride,
+                                 fused ? kv_stride : 0, scale);
         cuda_sync(x);
         float *g = down_bf16(dout_, qn);
         char op[40];
@@ -784,8 +867,8 @@ static void test_tail_tree(int ns, const int *plens, const int *tails, int heads
             if (!x) continue;
             poison(dko, rn * 2);
             cuda_sync(C);
-            cuda_attention_tail_tree(x, dko, dqk, dkv, (const uint16_t *)dkv + (size_t)kv * hd, dkq, dqs, dtail, dkpar,
-                                     ns, max_kq, heads, kv, hd, kv_stride, scale);
+            cuda_attention_tail_tree(x, dko, dqk, pk, pv, dkq, dqs, dtail, dkpar, ns, max_kq, heads, kv, hd, kv_stride,
+                                     0, scale);
             cuda_sync(x);
             float *g = down_bf16(dko, rn);
             char op[40];
@@ -799,6 +882,10 @@ static void test_tail_tree(int ns, const int *plens, const int *tails, int heads
     free(kq), free(qk), free(rk), free(kpar);
     free(qs), free(parent), free(q), free(kvb), free(ref);
     cuda_free(dq), cuda_free(dkv), cuda_free(dqs), cuda_free(dtail), cuda_free(dpar), cuda_free(dout_);
+}
+
+static void test_tail_tree(int ns, const int *plens, const int *tails, int heads, int kv, int hd) {
+    test_tail_tree_q(ns, plens, tails, heads, kv, hd, 0);
 }
 
 /* CLIP embedding input: patchify (fp32 pixels -> bf16 patch rows) and the embedding assembly */
@@ -899,6 +986,24 @@ static void bench_linear(const char *what, int n, int din, int dout, int bias) {
     cuda_free(dx), cuda_free(dw), cuda_free(db), cuda_free(dy);
 }
 
+/* every algorithm cuBLASLt's heuristic offers for a step-sized decoder GEMM (the first is the one
+ * the ops use): how much a per-shape choice by timing could give */
+static void bench_linear_algos(const char *what, int n, int din, int dout, int mode) {
+    float ms[16];
+    int cnt = cuda_linear_algos(C, n, din, dout, mode, ms, 16);
+    float best = -1.f;
+    int bi = -1;
+    for (int i = 0; i < cnt; i++)
+        if (ms[i] > 0 && (best < 0 || ms[i] < best)) best = ms[i], bi = i;
+    const double fl = 2.0 * n * din * dout;
+    printf("TIME algos %-26s n=%d %d->%d mode %d: heuristic %.3f ms %.1f TFLOP/s, best #%d of %d %.3f ms %.1f TFLOP/s |",
+           what, n, din, dout, mode, cnt ? ms[0] : -1.f, cnt && ms[0] > 0 ? fl / ms[0] / 1e9 : 0.0, bi, cnt, best,
+           best > 0 ? fl / best / 1e9 : 0.0);
+    for (int i = 0; i < cnt; i++) printf(" %.3f", ms[i]);
+    printf("\n");
+    fflush(stdout);
+}
+
 /* the decoder's residual add + RMSNorm over a whole step (fp32 stream): bytes moved a call are
  * 12 per element (x read and written as fp32, r read and out written as bf16) */
 static void bench_add_rmsnorm(int n, int d) {
@@ -922,22 +1027,71 @@ static void bench_add_rmsnorm(int n, int d) {
     cuda_free(dx), cuda_free(dr), cuda_free(dw);
 }
 
-/* ns sequences of q_len ql and k_len kl each; validates a few rows of the first sequence */
-static void bench_attention(const char *what, int ns, int ql, int kl, int heads, int kv, int hd, int causal) {
+/* the vision tower's residual add + LayerNorm over a whole pass, fused (8 bytes an element: x read
+ * and written, r read, out written) and as the two ops it replaces (cuda_add 6, cuda_layernorm 4) */
+static void bench_add_layernorm(int n, int d) {
+    size_t N = (size_t)n * d;
+    void *dx = out_buf(N * 2), *dr = out_buf(N * 2), *dw = out_buf((size_t)d * 2), *db = out_buf((size_t)d * 2);
+    cuda_memset(C, dx, 0, N * 2);
+    cuda_memset(C, dr, 0, N * 2);
+    cuda_memset(C, dw, 0, (size_t)d * 2);
+    cuda_memset(C, db, 0, (size_t)d * 2);
+    const int iters = 20;
+    double t0 = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < iters + 3; i++) { /* 3 warm-up calls, then the timed ones */
+            if (i == 3) {
+                cuda_sync(C);
+                t0 = now_s();
+            }
+            if (pass == 0) {
+                cuda_add_layernorm(C, dr, dx, dr, dw, db, n, d, 1e-5f);
+            } else {
+                cuda_add(C, dx, dr, N);
+                cuda_layernorm(C, dr, dx, dw, db, n, d, 1e-5f);
+            }
+        }
+        cuda_sync(C);
+        double t = (now_s() - t0) / iters;
+        printf("TIME %-22s n=%d d=%d %8.3f ms %7.0f GB/s\n", pass ? "add + layernorm" : "add_layernorm", n, d,
+               t * 1e3, (pass ? 10.0 : 8.0) * N / t / 1e9);
+    }
+    fflush(stdout);
+    cuda_free(dx), cuda_free(dr), cuda_free(dw), cuda_free(db);
+}
+
+/* ns sequences of q_len ql and k_len kl each; validates a few rows of the first sequence. fused
+ * (needs ql == kl): q, k and v in one buffer of [q | k | v] rows, as the vision tower has them. */
+static void bench_attention_q(const char *what, int ns, int ql, int kl, int heads, int kv, int hd, int causal,
+                              int fused) {
     int *qs = xmalloc_t((size_t)(ns + 1) * sizeof(int)), *ks = xmalloc_t((size_t)(ns + 1) * sizeof(int));
     for (int s = 0; s <= ns; s++) qs[s] = s * ql, ks[s] = s * kl;
-    size_t qn = (size_t)ns * ql * heads * hd, kn = (size_t)ns * kl * kv * hd;
-    float *q = rand_vec(qn, 1.5f), *k = rand_vec(kn, 1.f), *v = rand_vec(kn, 1.f);
+    const int qd = heads * hd, kvs = fused ? qd + 2 * kv * hd : kv * hd; /* k/v row stride */
+    size_t qn = (size_t)ns * ql * qd, kn = (size_t)ns * kl * kvs;
+    float *q, *k, *v, *all_qkv = NULL;
+    void *dq, *dk, *dv;
+    if (fused) {
+        all_qkv = rand_vec(kn, 1.f);
+        q = xmalloc_t((size_t)ql * qd * sizeof(float)); /* sequence 0's queries, packed, for the reference */
+        for (int i = 0; i < ql; i++) memcpy(q + (size_t)i * qd, all_qkv + (size_t)i * kvs, qd * sizeof(float));
+        k = all_qkv + qd, v = k + (size_t)kv * hd;
+        dq = up_bf16(all_qkv, kn);
+        dk = (uint16_t *)dq + qd, dv = (uint16_t *)dk + (size_t)kv * hd;
+    } else {
+        q = rand_vec(qn, 1.5f), k = rand_vec(kn, 1.f), v = rand_vec(kn, 1.f);
+        dq = up_bf16(q, qn), dk = up_bf16(k, kn), dv = up_bf16(v, kn);
+    }
+    const int q_stride = fused ? kvs : 0;
     float scale = 1.f / sqrtf((float)hd);
-    void *dq = up_bf16(q, qn), *dk = up_bf16(k, kn), *dv = up_bf16(v, kn), *dy = out_buf(qn * 2);
+    void *dy = out_buf(qn * 2);
     void *dqs = up_bytes(qs, (size_t)(ns + 1) * sizeof(int)), *dks = up_bytes(ks, (size_t)(ns + 1) * sizeof(int));
     /* reference for the first and last 8 query rows of sequence 0 */
     int sub = ql < 16 ? ql : 16;
     float *ref = xmalloc_t((size_t)ql * heads * hd * sizeof(float));
     int lo_n = sub / 2, hi0 = ql - (sub - lo_n);
-    cpu_attention(ref, q, k, v, lo_n, kl, heads, kv, hd, kv * hd, causal, kl - ql, 0, scale);
+    cpu_attention(ref, q, k, v, lo_n, kl, heads, kv, hd, kvs, causal, kl - ql, 0, scale);
     cpu_attention(ref + (size_t)lo_n * heads * hd, q + (size_t)hi0 * heads * hd, k, v, sub - lo_n, kl, heads, kv, hd,
-                  kv * hd, causal, kl - ql + hi0, 0, scale);
+                  kvs, causal, kl - ql + hi0, 0, scale);
     double vis = 0; /* visible (query, key) pairs per head */
     for (int i = 0; i < ql; i++) {
         long lim = causal ? (long)kl - ql + i + 1 : kl;
@@ -945,14 +1099,14 @@ static void bench_attention(const char *what, int ns, int ql, int kl, int heads,
     }
     double flops = 4.0 * hd * heads * vis * ns;
     char shape[160];
-    snprintf(shape, sizeof shape, "%s %dx q=%d k=%d h=%d/%d hd=%d%s", what, ns, ql, kl, heads, kv, hd,
-             causal ? " causal" : "");
+    snprintf(shape, sizeof shape, "%s %dx q=%d k=%d h=%d/%d hd=%d%s%s", what, ns, ql, kl, heads, kv, hd,
+             causal ? " causal" : "", fused ? " qkv" : "");
     const void *dks_use = ql == kl ? dqs : dks; /* queries == keys: one start array (the Hopper path) */
     for (int vi = 0; vi < n_var(hd); vi++) {
         cuda_ctx *x = var_ctx(vi);
         if (!x) continue;
         cuda_sync(C);
-        cuda_attention(x, dy, dq, dk, dv, dqs, dks_use, ns, ql, heads, kv, hd, kv * hd, causal, scale);
+        cuda_attention(x, dy, dq, dk, dv, dqs, dks_use, ns, ql, heads, kv, hd, kvs, q_stride, causal, scale);
         cuda_sync(x);
         float *all = down_bf16(dy, (size_t)ql * heads * hd);
         float *g = xmalloc_t((size_t)sub * heads * hd * sizeof(float));
@@ -965,18 +1119,26 @@ static void bench_attention(const char *what, int ns, int ql, int kl, int heads,
         free(all), free(g);
         int iters = 10;
         for (int i = 0; i < 2; i++)
-            cuda_attention(x, dy, dq, dk, dv, dqs, dks_use, ns, ql, heads, kv, hd, kv * hd, causal, scale);
+            cuda_attention(x, dy, dq, dk, dv, dqs, dks_use, ns, ql, heads, kv, hd, kvs, q_stride, causal, scale);
         cuda_sync(x);
         double t0 = now_s();
         for (int i = 0; i < iters; i++)
-            cuda_attention(x, dy, dq, dk, dv, dqs, dks_use, ns, ql, heads, kv, hd, kv * hd, causal, scale);
+            cuda_attention(x, dy, dq, dk, dv, dqs, dks_use, ns, ql, heads, kv, hd, kvs, q_stride, causal, scale);
         cuda_sync(x);
         double t = (now_s() - t0) / iters;
         printf("TIME attn[%-9s] %-52s %8.3f ms %7.1f TFLOP/s\n", var_names[vi], shape, t * 1e3, flops / t / 1e12);
         fflush(stdout);
     }
-    free(qs), free(ks), free(q), free(k), free(v), free(ref);
-    cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(dy), cuda_free(dqs), cuda_free(dks);
+    free(qs), free(ks), free(q), free(ref);
+    if (fused)
+        free(all_qkv);
+    else
+        free(k), free(v), cuda_free(dk), cuda_free(dv);
+    cuda_free(dq), cuda_free(dy), cuda_free(dqs), cuda_free(dks);
+}
+
+static void bench_attention(const char *what, int ns, int ql, int kl, int heads, int kv, int hd, int causal) {
+    bench_attention_q(what, ns, ql, kl, heads, kv, hd, causal, 0);
 }
 
 /* The step decoder's prefill shape: ns packed prompts of plo..phi tokens, each followed by a label
@@ -1032,8 +1194,8 @@ static void bench_step(const char *what, int ns, int plo, int phi, int tail, int
     snprintf(shape, sizeof shape, "%s %dx p=%d..%d+%d h=%d/%d hd=%d causal", what, ns, plo, phi, tail, heads, kv, hd);
 #define STEP_CALL(x)                                                                                              \
     (tail > 0 ? cuda_attention_tail_tree(x, dy, dq, dk, dv, dqs, dqs, dtl, dpar, ns, max_q, heads, kv, hd, kv_stride, \
-                                         scale)                                                                      \
-              : cuda_attention(x, dy, dq, dk, dv, dqs, dqs, ns, max_q, heads, kv, hd, kv_stride, 1, scale))
+                                         0, scale)                                                                   \
+              : cuda_attention(x, dy, dq, dk, dv, dqs, dqs, ns, max_q, heads, kv, hd, kv_stride, 0, 1, scale))
     for (int vi = 0; vi < 2; vi++) { /* auto (the Hopper kernel where available), mma */
         cuda_ctx *x = var_ctx(vi);
         if (!x) continue;
@@ -1199,6 +1361,10 @@ int main(int argc, char **argv) {
     test_linear(7, 256, 32064, 0, 1);
     test_linear(4097, 64, 1000, 0, 1);
     test_linear(5, 30, 7, 0, 1);
+    test_linear_acc(1, 64, 96);
+    test_linear_acc(7, 33, 17);
+    test_linear_acc(2478, 512, 4096);
+    test_linear_acc(4097, 1024, 256);
 
     /* norms */
     test_layernorm(1, 1024, 1, 0);
@@ -1218,6 +1384,14 @@ int main(int argc, char **argv) {
     test_add_rmsnorm(7, 33);
     test_add_rmsnorm(2478, 4096);
     test_add_rmsnorm(4097, 64);
+    test_add_layernorm(1, 1024, 1, 0);
+    test_add_layernorm(7, 33, 1, 0);     /* scalar */
+    test_add_layernorm(577, 1024, 1, 1); /* row in registers, out = r (the tower's call) */
+    test_add_layernorm(2308, 1024, 1, 0);
+    test_add_layernorm(5, 1000, 1, 1);   /* row in registers, a partial last chunk */
+    test_add_layernorm(9, 1001, 1, 0);   /* scalar */
+    test_add_layernorm(577, 768, 0, 0);
+    test_add_layernorm(300, 4096, 1, 1); /* vector loop */
     test_add_rmsnorm_f32(1, 4096);
     test_add_rmsnorm_f32(7, 33);
     test_add_rmsnorm_f32(2478, 4096);
@@ -1321,6 +1495,24 @@ attention:
         test_attention("clip-pass", 10, q17, q17, 16, 16, 64, 0, 0);
         /* hd 128 full attention with queries == keys: no Hopper instantiation, the fallback */
         test_attention("full-128", 7, q13, q13, 8, 2, 128, 0, 0);
+        /* q rows with their own stride: inside the fused [q | k | v] row (the vision tower's call and
+         * the Hopper kernel's causal shapes); padded rows (8: every kernel; 2: the mma kernels, not the
+         * Hopper one; odd: the generic kernel only); q_len < k_len and split-KV decode */
+        test_attention_q("qkv-clip", 10, q17, q17, 16, 16, 64, 0, 1, Q_QKV);
+        test_attention_q("qkv-hd64", 7, q16, q16, 16, 16, 64, 0, 1, Q_QKV);
+        test_attention_q("qkv-hd64", 7, q16, q16, 8, 2, 64, 1, 1, Q_QKV);
+        test_attention_q("qkv-sm90", 7, q13, q13, 8, 2, 128, 1, 1, Q_QKV);
+        test_attention_q("qkv-sm90", 9, q14, q14, 4, 4, 128, 1, 1, Q_QKV);
+        test_attention_q("qkv-full-128", 7, q13, q13, 8, 2, 128, 0, 1, Q_QKV);
+        test_attention_q("qkv-tiny", 3, q4, k4, 3, 3, 6, 1, 1, Q_QKV);
+        test_attention_q("qpad", 7, q16, q16, 16, 16, 64, 0, 0, 8);
+        test_attention_q("qpad", 7, q16, q16, 16, 16, 64, 0, 0, 2);
+        test_attention_q("qpad", 7, q16, q16, 16, 16, 64, 0, 0, 3);
+        test_attention_q("qpad", 7, q13, q13, 8, 2, 128, 1, 1, 8);
+        test_attention_q("qpad-after-prefix", 4, q7, k7, 8, 2, 128, 1, 0, 8);
+        test_attention_q("qpad-after-prefix", 4, q7, k7, 4, 2, 8, 1, 0, 3);
+        test_attention_q("qpad-decode", 5, q8, k8, 32, 8, 128, 1, 0, 8);
+        test_attention_q("qpad-decode", 5, q8, k8, 6, 2, 64, 1, 1, 5);
     }
     /* batched label scoring: prompts with trie tails in one packed launch */
     {
@@ -1346,6 +1538,10 @@ attention:
         test_tail_tree(4, p7, t7, 8, 2, 64);
         test_tail_tree(4, p7, t7, 4, 4, 64);
         test_tail_tree(7, p5, t5, 8, 2, 64);
+        /* q inside the fused [q | k | v] row (q_stride = kv_stride) */
+        test_tail_tree_q(7, p5, t5, 8, 2, 128, 1);
+        test_tail_tree_q(4, p7, t7, 8, 2, 64, 1);
+        test_tail_tree_q(4, p3, t3, 4, 2, 8, 1);
     }
     /* batched generation: decode rows and prompt chunks against ranges of a shared cache */
     {
@@ -1379,6 +1575,19 @@ do_bench:
     if (bench) {
         printf("INFO bench (%s)\n", name);
         bench_add_rmsnorm(61952, 4096);
+        bench_linear_algos("mistral.gate_up", 61952, 4096, 28672, 0);
+        bench_linear_algos("mistral.down", 61952, 14336, 4096, 0);
+        bench_linear_algos("mistral.down+=", 61952, 14336, 4096, 2);
+        bench_linear_algos("mistral.o", 61952, 4096, 4096, 0);
+        bench_linear_algos("mistral.o+=", 61952, 4096, 4096, 2);
+        bench_linear_algos("mistral.q", 61952, 4096, 4096, 0);
+        bench_linear_algos("mistral.kv", 61952, 4096, 2048, 0);
+        bench_linear_algos("mistral.qkv", 61952, 4096, 6144, 0);
+        bench_linear_algos("clip.qkv", 40 * 577, 1024, 3072, 0);
+        bench_linear_algos("clip.q", 40 * 577, 1024, 1024, 0);
+        bench_linear_algos("clip.fc1", 40 * 577, 1024, 4096, 0);
+        bench_linear_algos("clip.fc2", 40 * 577, 4096, 1024, 0);
+        bench_linear_algos("gemm8192", 8192, 8192, 8192, 0);
         bench_linear("mistral.mlp_up", 2478, 4096, 14336, 0);
         bench_linear("mistral.mlp_down", 2478, 14336, 4096, 0);
         bench_linear("mistral.qkv", 2478, 4096, 6144, 0);
@@ -1389,11 +1598,14 @@ do_bench:
         bench_attention("mistral.decode", 32, 1, 2478, 32, 8, 128, 1);
         bench_attention("mistral.labels", 1, 150, 2478 + 150, 32, 8, 128, 1);
         bench_attention("clip.tiles", 10, 577, 577, 16, 16, 64, 0);
+        bench_attention_q("clip.tiles", 10, 577, 577, 16, 16, 64, 0, 1);
         bench_attention("step.prefill", 25, 2602, 2602, 32, 8, 128, 1);
         /* the step decoder's calls: varied prompt lengths, K/V side by side, with and without tries */
         bench_step("step.prefill", 25, 2478, 2602, 0, 32, 8);
         bench_step("step.tailtree", 25, 2478, 2602, 124, 32, 8);
         bench_attention("clip.pass", 40, 577, 577, 16, 16, 64, 0);
+        bench_attention_q("clip.pass", 40, 577, 577, 16, 16, 64, 0, 1);
+        bench_add_layernorm(40 * 577, 1024);
     }
 
 done:

@@ -11,10 +11,13 @@
  * m, a running denominator l and an fp32 output accumulator (online softmax, exp2 with the scale
  * folded into log2 units); at the end out = acc / l (a row that sees no key is written as 0, as
  * the CPU twin does).
+ * Layout: q rows have their own stride (q_stride elements), so q, k and v may be the three parts of
+ * one fused [q | k | v] projection row (the vision tower); out rows are always heads*hd.
  *
  * Two kernels:
- *  - attn_mma_kernel<D> (hd 64 or 128, 16-byte aligned K/V): 4 warps × 16 rows, 64-key tiles
- *    (LLAVA_CUDA_ATTN_CFG=8x1|4x1|4x2|4x3 picks warps × minimum blocks per SM for experiments);
+ *  - attn_mma_kernel<D> (hd 64 or 128, 16-byte aligned K/V, 4-byte aligned Q rows): 4 warps × 16
+ *    rows, 64-key tiles (LLAVA_CUDA_ATTN_CFG=8x1|4x1|4x2|4x3 picks warps × minimum blocks per SM
+ *    for experiments);
  *    S = Q·Kᵀ and O += P·V on tensor cores with mma.sync.m16n8k16 (bf16 in, fp32 accumulate);
  *    Q fragments live in registers for the whole block, P goes from the S accumulators straight
  *    into A fragments (the C layout of two n8 tiles is the A layout of one k16 step), V fragments
@@ -51,7 +54,9 @@ struct AttnParams {
     const int *parent;            /* tree tails: device, indexed by packed query row, values
                                      relative to the sequence's tail start (-1 = root) */
     const int *tail_len;          /* causal mode, device, n_seqs (NULL: no tree tails) */
-    int heads, kv_heads, group, hd, kv_stride, q_stride;
+    int heads, kv_heads, group, hd, kv_stride;
+    int q_stride;                 /* query rows (elements; >= heads*hd: q may sit in a [q | k | v]
+                                     row); out rows are always heads*hd */
     int mode;
     float scale_log2;
     int tiles_per_seq;
@@ -189,7 +194,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) attn_mma_kernel(AttnParams p
     /* this thread's two rows: gid and gid + 8 of the warp's 16 */
     int lim[2], qi[2];
     bool rv[2];
-    size_t orow[2], grow[2];
+    size_t orow[2], grow[2], qrow[2];
 #pragma unroll
     for (int j = 0; j < 2; j++) {
         int r = r0 + warp * 16 + gid + 8 * j;
@@ -200,8 +205,9 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) attn_mma_kernel(AttnParams p
             lim[j] = min(row_limit(p, si, i), kstop - 1);
             grow[j] = (size_t)(si.q0 + i) * p.heads + (size_t)(kvh * p.group + g);
             orow[j] = grow[j] * D;
+            qrow[j] = (size_t)(si.q0 + i) * p.q_stride + (size_t)(kvh * p.group + g) * D;
         } else {
-            qi[j] = 0, lim[j] = -1, orow[j] = 0, grow[j] = 0;
+            qi[j] = 0, lim[j] = -1, orow[j] = 0, grow[j] = 0, qrow[j] = 0;
         }
     }
     int wl = max(lim[0], lim[1]);
@@ -215,7 +221,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) attn_mma_kernel(AttnParams p
     for (int kk = 0; kk < KD; kk++) {
 #pragma unroll
         for (int j = 0; j < 2; j++) {
-            const uint16_t *qp = p.q + orow[j] + kk * 16 + tig * 2;
+            const uint16_t *qp = p.q + qrow[j] + kk * 16 + tig * 2;
             qa[kk][j] = rv[j] ? *reinterpret_cast<const uint32_t *>(qp) : 0u;
             qa[kk][j + 2] = rv[j] ? *reinterpret_cast<const uint32_t *>(qp + 8) : 0u;
         }
@@ -459,19 +465,20 @@ __global__ void __launch_bounds__(GEN_THREADS, 1) attn_generic_kernel(AttnParams
     const int r = r0 + threadIdx.x / TPR;
     const bool valid = r < rows_total;
     int i = 0, lim = -1;
-    size_t orow = 0;
+    size_t qrow = 0, orow = 0;
     if (valid) {
         int g = r % p.group;
         i = r / p.group;
         lim = row_limit(p, si, i);
-        orow = (size_t)(si.q0 + i) * p.q_stride + (size_t)(kvh * p.group + g) * hd;
+        qrow = (size_t)(si.q0 + i) * p.q_stride + (size_t)(kvh * p.group + g) * hd;
+        orow = ((size_t)(si.q0 + i) * p.heads + (size_t)(kvh * p.group + g)) * hd;
     }
     const int kend = row_limit(p, si, (min(r0 + RB, rows_total) - 1) / p.group) + 1;
 
     float q[8], acc[8];
 #pragma unroll
     for (int e = 0; e < 8; e++) {
-        q[e] = (valid && d0 + e < hd) ? bf2f(p.q[orow + d0 + e]) : 0.f;
+        q[e] = (valid && d0 + e < hd) ? bf2f(p.q[qrow + d0 + e]) : 0.f;
         acc[e] = 0.f;
     }
     float m = -INFINITY, l = 0.f;
@@ -556,7 +563,7 @@ int attention_sm90_init(cuda_ctx *c);
 int attention_sm90_available(const cuda_ctx *c);
 int attention_sm90_launch(cuda_ctx *c, uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v,
                           const int *q_start, const int *tail_len, const int *parent, int n_seqs, int max_q, int heads,
-                          int kv_heads, int hd, int kv_stride, int causal, float scale_log2);
+                          int kv_heads, int hd, int kv_stride, int q_stride, int causal, float scale_log2);
 
 /* Raises the dynamic shared-memory limit of the tensor-core kernels (once per context/device) and
  * probes the Hopper kernel (its absence is not an error: callers fall back). */
@@ -574,8 +581,9 @@ static void attention_launch(cuda_ctx *c, AttnParams &p, int n_seqs, int max_q, 
     CHECK(hd >= 1 && hd <= 128);
     CHECK(p.kv_heads >= 1 && p.heads % p.kv_heads == 0);
     const long long rows_max = (long long)max_q * p.group;
+    /* the tensor-core kernels read Q as 32-bit pairs: q 4-byte aligned, every row too */
     bool mma_ok = (hd == 64 || hd == 128) && aligned16(p.k) && aligned16(p.v) && p.kv_stride % 8 == 0 &&
-                  ((uintptr_t)p.q & 3) == 0 && ((uintptr_t)p.out & 3) == 0;
+                  ((uintptr_t)p.q & 3) == 0 && p.q_stride % 2 == 0 && ((uintptr_t)p.out & 3) == 0;
     int impl = c->attn_impl;
     if (impl == 0) impl = mma_ok ? 3 : 1;
     if (impl >= 2 && !mma_ok) impl = 1;
@@ -690,11 +698,11 @@ static bool sm90_allowed(const cuda_ctx *c, int hd) {
 
 /* the fields every entry point sets alike */
 static AttnParams attn_params(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, int heads, int kv_heads, int hd,
-                              int kv_stride, int mode, float scale) {
+                              int kv_stride, int q_stride, int mode, float scale) {
     AttnParams p = {};
     p.out = out, p.q = q, p.k = k, p.v = v;
     p.heads = heads, p.kv_heads = kv_heads, p.group = heads / (kv_heads > 0 ? kv_heads : 1);
-    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = heads * hd;
+    p.hd = hd, p.kv_stride = kv_stride, p.q_stride = q_stride;
     p.mode = mode;
     p.scale_log2 = scale * 1.4426950408889634f;
     return p;
@@ -702,16 +710,19 @@ static AttnParams attn_params(bf16 *out, const bf16 *q, const bf16 *k, const bf1
 
 extern "C" void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
                                const int *k_start, int n_seqs, int max_q, int heads, int kv_heads, int hd,
-                               int kv_stride, int causal, float scale) {
+                               int kv_stride, int q_stride, int causal, float scale) {
     if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
     ctx_use(c);
+    if (q_stride <= 0) q_stride = heads * hd;
+    CHECK(q_stride >= heads * hd);
     const float scale_log2 = scale * 1.4426950408889634f;
     /* one array for queries and keys: every sequence has q_len == k_len */
     if (q_start == k_start && sm90_allowed(c, hd) &&
         attention_sm90_launch(c, out, q, k, v, q_start, NULL, NULL, n_seqs, max_q, heads, kv_heads, hd, kv_stride,
-                              causal ? 1 : 0, scale_log2) == 0)
+                              q_stride, causal ? 1 : 0, scale_log2) == 0)
         return;
-    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, causal ? ATT_CAUSAL : ATT_FULL, scale);
+    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, q_stride, causal ? ATT_CAUSAL : ATT_FULL,
+                               scale);
     p.q_start = q_start, p.k_start = k_start;
     attention_launch(c, p, n_seqs, max_q, 0);
 }
@@ -721,7 +732,7 @@ extern "C" void cuda_attention_ranges(cuda_ctx *c, bf16 *out, const bf16 *q, con
                                       int max_k, int heads, int kv_heads, int hd, int kv_stride, float scale) {
     if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
     ctx_use(c);
-    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, ATT_CAUSAL, scale);
+    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, heads * hd, ATT_CAUSAL, scale);
     p.q_start = q_start, p.k_start = k_begin, p.k_end = k_end;
     attention_launch(c, p, n_seqs, max_q, max_k);
 }
@@ -729,16 +740,18 @@ extern "C" void cuda_attention_ranges(cuda_ctx *c, bf16 *out, const bf16 *q, con
 extern "C" void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v,
                                          const int *q_start, const int *k_start, const int *tail_len,
                                          const int *parent, int n_seqs, int max_q, int heads, int kv_heads, int hd,
-                                         int kv_stride, float scale) {
+                                         int kv_stride, int q_stride, float scale) {
     if (n_seqs <= 0 || max_q <= 0 || heads <= 0) return;
     ctx_use(c);
+    if (q_stride <= 0) q_stride = heads * hd;
+    CHECK(q_stride >= heads * hd);
     const float scale_log2 = scale * 1.4426950408889634f;
     /* queries == keys (not the kept-rows call): prompts and tails in one launch of the Hopper kernel */
     if (q_start == k_start && sm90_allowed(c, hd) &&
         attention_sm90_launch(c, out, q, k, v, q_start, tail_len, parent, n_seqs, max_q, heads, kv_heads, hd,
-                              kv_stride, 1, scale_log2) == 0)
+                              kv_stride, q_stride, 1, scale_log2) == 0)
         return;
-    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, ATT_CAUSAL, scale);
+    AttnParams p = attn_params(out, q, k, v, heads, kv_heads, hd, kv_stride, q_stride, ATT_CAUSAL, scale);
     p.q_start = q_start, p.k_start = k_start, p.tail_len = tail_len, p.parent = parent;
     attention_launch(c, p, n_seqs, max_q, 0);
 }

@@ -18,8 +18,8 @@
  *    the sequence into a 2-stage ring with cp.async (16-byte chunks, rows past the block's last key
  *    zero-filled), each stage completing on an mbarrier (cp.async.mbarrier.arrive.noinc); it waits
  *    on an "empty" mbarrier before it refills a stage.
- *  - warpgroups 1 and 2, the consumers (232 registers), 64 rows each: their Q rows are staged once
- *    in shared memory; per key tile S = Q·Kᵀ is D/16 wgmma m64n128k16 (A and B from shared memory),
+ *  - warpgroups 1 and 2, the consumers (232 registers), 64 rows each: their Q rows (q_stride apart
+ *    in global memory, a multiple of 8) are staged once in shared memory; per key tile S = Q·Kᵀ is D/16 wgmma m64n128k16 (A and B from shared memory),
  *    then mask + online softmax in registers (exp2, scale folded into log2 units, as attention.cu),
  *    then O += P·V is 8 wgmma m64nDk16 with P from registers (the fp32 accumulator layout of S
  *    packed to bf16 pairs is the A-register layout) and V from shared memory read transposed (the
@@ -54,12 +54,13 @@ struct Sm90Smem {
 
 struct Sm90Params {
     uint16_t *out;             /* (tokens, heads*D) */
-    const uint16_t *q, *k, *v; /* q (tokens, heads*D); k, v rows of kv_stride elements */
+    const uint16_t *q, *k, *v; /* q rows of q_stride elements (>= heads*D: q may sit in a fused
+                                  [q | k | v] row); k, v rows of kv_stride elements */
     const int *q_start;        /* device, n_seqs + 1: query and key rows of every sequence */
     const int *tail_len;       /* causal: device, n_seqs, or NULL: the last tail_len[s] rows are a tree */
     const int *parent;         /* with tail_len: device, indexed by packed row; a tail row's parent
                                   within its tail (-1 = root) */
-    int heads, group, kv_stride;
+    int heads, group, kv_stride, q_stride;
     float scale_log2;
     int tiles_per_seq;
 };
@@ -288,9 +289,9 @@ __global__ void __launch_bounds__(SM90_THREADS, 1) attn_sm90_kernel(const __grid
         for (int u = 0; u < 64 / RPP; u++) {
             const int j = rsub + RPP * u, r = rw0 + j;
             const bool ok = r < rows_total;
-            size_t grow = 0;
-            if (ok) grow = (size_t)(q0 + r / p.group) * p.heads + (size_t)kvh * p.group + r % p.group;
-            cp_async16_zfill(qs + swz(j, c16, 64), p.q + grow * D + c16 * 8, ok);
+            size_t qoff = 0;
+            if (ok) qoff = (size_t)(q0 + r / p.group) * p.q_stride + ((size_t)kvh * p.group + r % p.group) * D;
+            cp_async16_zfill(qs + swz(j, c16, 64), p.q + qoff + c16 * 8, ok);
         }
         cp_async_wait_all();
         fence_proxy_async();
@@ -530,21 +531,22 @@ int attention_sm90_available(const cuda_ctx *c) {
 /* Attention of packed sequences whose query rows are their key rows (q_start doubles as k_start):
  * causal (query i sees keys <= i; with tail_len, sequence s's last tail_len[s] rows are a tree over
  * parent[] after its prompt, as cuda_attention_tail_tree) or full (every key; tail_len must be NULL).
- * Instantiated for hd 128 causal and hd 64 causal or full. Returns -1 without launching when this
- * build or device cannot run it, the shape has no instantiation, or the pointers are not 16-byte
- * aligned (callers fall back). */
+ * Instantiated for hd 128 causal and hd 64 causal or full. q rows have stride q_stride elements (out
+ * rows heads*hd). Returns -1 without launching when this build or device cannot run it, the shape has
+ * no instantiation, or a row is not 16-byte aligned (pointers, kv_stride and q_stride: every row is
+ * copied in 16-byte cp.async chunks; callers fall back). */
 int attention_sm90_launch(cuda_ctx *c, uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v,
                           const int *q_start, const int *tail_len, const int *parent, int n_seqs, int max_q, int heads,
-                          int kv_heads, int hd, int kv_stride, int causal, float scale_log2) {
+                          int kv_heads, int hd, int kv_stride, int q_stride, int causal, float scale_log2) {
     if (!attention_sm90_available(c)) return -1;
     if (!(hd == 128 && causal) && hd != 64) return -1;
     if (tail_len && (!causal || !parent)) return -1;
     if (n_seqs <= 0 || max_q <= 0 || heads <= 0 || kv_heads <= 0 || heads % kv_heads) return -1;
-    if (!aligned16(q) || !aligned16(out) || !aligned16(k) || !aligned16(v) || kv_stride % 8) return -1;
+    if (!aligned16(q) || !aligned16(out) || !aligned16(k) || !aligned16(v) || kv_stride % 8 || q_stride % 8) return -1;
     Sm90Params p;
     p.out = out, p.q = q, p.k = k, p.v = v;
     p.q_start = q_start, p.tail_len = tail_len, p.parent = parent;
-    p.heads = heads, p.group = heads / kv_heads, p.kv_stride = kv_stride;
+    p.heads = heads, p.group = heads / kv_heads, p.kv_stride = kv_stride, p.q_stride = q_stride;
     p.scale_log2 = scale_log2;
     p.tiles_per_seq = ceil_div((long long)max_q * p.group, SM90_BM);
     long long blocks = (long long)n_seqs * p.tiles_per_seq;

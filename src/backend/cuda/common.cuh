@@ -49,7 +49,7 @@
 typedef struct gemm_plan {
     int used;                      /* slot holds a plan */
     int n, d_in, d_out;            /* shape */
-    int out_f32, has_bias;         /* variant */
+    int mode, has_bias;            /* variant: output bf16 / fp32 / fp32 accumulated (gemm.cu) */
     int align_x, align_w, align_o; /* pointer alignment classes (bytes, 2..256) the algo was chosen for */
     int fallback;                  /* 1: cuBLASLt offered no algo; use the SIMT kernel */
     unsigned long long last_use;   /* LRU clock */

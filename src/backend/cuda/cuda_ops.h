@@ -64,6 +64,14 @@ void cuda_download_bf16_as_f32(cuda_ctx *c, float *host_dst, const bf16 *src, si
 void cuda_linear(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n, int d_in, int d_out);
 /* the same with fp32 output (LM head → logits) */
 void cuda_linear_f32out(cuda_ctx *c, float *out, const bf16 *x, const bf16 *w, int n, int d_in, int d_out);
+/* out (n, d_out, fp32) += x · wᵀ, the sum in fp32 without a bf16 rounding of the product (the
+ * decoder's residual stream takes its attention and MLP outputs this way) */
+void cuda_linear_acc_f32(cuda_ctx *c, float *out, const bf16 *x, const bf16 *w, int n, int d_in, int d_out);
+/* Bench helper: times (ms per call, on scratch buffers allocated and freed here) each algorithm
+ * cuBLASLt's heuristic offers for that shape, at most max, in the heuristic's order (ms[0] is the
+ * one the ops above use; -1 where an algorithm failed); mode 0 bf16 out, 1 fp32 out, 2 fp32
+ * accumulate. Returns how many entries of ms it set (0: none, or no memory). Synchronizes. */
+int cuda_linear_algos(cuda_ctx *c, int n, int d_in, int d_out, int mode, float *ms, int max);
 
 /* LayerNorm / RMSNorm over the last dim, fp32 math; out may alias x. */
 void cuda_layernorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n, int d, float eps);
@@ -71,6 +79,10 @@ void cuda_rmsnorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, int n, i
 /* Fused residual: x += r (bf16, fp32 add), then out = rmsnorm(x) — the pre-norm of the next block. */
 void cuda_add_rmsnorm(cuda_ctx *c, bf16 *out, bf16 *x, const bf16 *r, const bf16 *w, int n, int d, float eps);
 void cuda_add(cuda_ctx *c, bf16 *x, const bf16 *r, size_t n); /* x += r */
+/* Fused residual: x += r (bf16, fp32 add), then out = layernorm(x) ⊙ w + b (b may be NULL) over the
+ * stored, rounded sum (the vision tower's residual add + the next norm). out may alias r. */
+void cuda_add_layernorm(cuda_ctx *c, bf16 *out, bf16 *x, const bf16 *r, const bf16 *w, const bf16 *b, int n, int d,
+                        float eps);
 /* The same with an fp32 residual stream x (the decoder keeps its residual in fp32, closer to the fp32
  * reference than bf16): x += r (r bf16, may be NULL), out (bf16) = rmsnorm(x) ⊙ w; out may alias r. */
 void cuda_add_rmsnorm_f32(cuda_ctx *c, bf16 *out, float *x, const bf16 *r, const bf16 *w, int n, int d, float eps);
@@ -113,18 +125,20 @@ void cuda_rope_qk(cuda_ctx *c, bf16 *q, int q_heads, int q_stride, bf16 *k, int 
  * online softmax, no n×n matrix in memory).
  * Sequence s owns query rows [q_start[s], q_start[s+1]) of q/out and key rows
  * [k_start[s], k_start[s+1]) of k/v (all int32 device arrays of n_seqs+1 entries).
- * q/out row stride = heads*hd; k/v row stride = kv_stride elements, kv head j at offset j*hd.
+ * k/v row stride = kv_stride elements, kv head j at offset j*hd; q row stride = q_stride elements
+ * (0: heads*hd), so q may sit inside a fused [q | k | v] projection row; out row stride = heads*hd.
  * causal: query row i of sequence s has absolute position (k_len_s - q_len_s) + (i - q_start[s])
  * and sees keys with position <= its own (prefill after a cached prefix, or decode with q_len 1).
  * Query head h reads kv head h / (heads/kv_heads). hd <= 128. */
 void cuda_attention(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
                     const int *k_start, int n_seqs, int max_q, int heads, int kv_heads, int hd, int kv_stride,
-                    int causal, float scale);
+                    int q_stride, int causal, float scale);
 
 /* Causal attention of packed new rows against ranges of a shared KV cache (batched generation):
  * sequence s owns query rows [q_start[s], q_start[s+1]) and key rows [k_begin[s], k_end[s]) of k/v
  * (device int32; n_seqs+1, n_seqs, n_seqs entries; ranges may have gaps between them); its queries
- * are its last keys (query i at position (k_len - q_len) + i). max_k >= every k_end - k_begin. */
+ * are its last keys (query i at position (k_len - q_len) + i). max_k >= every k_end - k_begin.
+ * q and out rows have stride heads*hd. */
 void cuda_attention_ranges(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
                            const int *k_begin, const int *k_end, int n_seqs, int max_q, int max_k, int heads,
                            int kv_heads, int hd, int kv_stride, float scale);
@@ -134,10 +148,10 @@ void cuda_attention_ranges(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k,
  * (device, n_seqs; 0 = none) queries/keys of sequence s form a tree: tail query a sees the
  * sequence's first k_len - tail_len keys and the tail keys of its ancestors (itself included).
  * parent (device) is indexed by packed query row; for a tail row it holds the parent's index within
- * the tail (-1 = root; parents precede children). */
+ * the tail (-1 = root; parents precede children). q_stride as cuda_attention (0: heads*hd). */
 void cuda_attention_tail_tree(cuda_ctx *c, bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *q_start,
                               const int *k_start, const int *tail_len, const int *parent, int n_seqs, int max_q,
-                              int heads, int kv_heads, int hd, int kv_stride, float scale);
+                              int heads, int kv_heads, int hd, int kv_stride, int q_stride, float scale);
 
 /* Hopper path: cuda_attention and cuda_attention_tail_tree calls whose queries are their keys
  * (q_start == k_start, the same pointer) run on a wgmma kernel (prompts and trie tails in one

@@ -1,10 +1,13 @@
-/* norms.cu — LayerNorm, RMSNorm and the fused residual add + RMSNorm over the last dim of
- * (n, d) bf16 rows, fp32 statistics.
+/* norms.cu — LayerNorm, RMSNorm and the fused residual add + LayerNorm / RMSNorm over the last dim
+ * of (n, d) bf16 rows, fp32 statistics.
  *
  * One warp per row (8 rows per 256-thread block). When d % 8 == 0 and every pointer is 16-byte
  * aligned each lane moves 8 values per 16-byte access; otherwise a scalar loop does the same math.
  * The row is read once for the statistics and again (from L1/L2) for the output, so out may alias x:
- * every element is read and then written by the same lane.
+ * every element is read and then written by the same lane. The fused adds store the bf16 sum in x
+ * and take the statistics over that rounded sum (the value the next residual add reads); out may
+ * alias r for the same reason. The residual add + LayerNorm of rows up to 1024 wide (the vision
+ * tower's) keeps the row in registers: x and r are read once.
  * The fused residual add + RMSNorm over the fp32 stream also has a block-per-row kernel that keeps
  * the row in registers (d a multiple of 1024 up to 8192: the decoder's rows).
  * Twins: cpu_layernorm, cpu_rmsnorm (+ a residual add) in backend/cpu/ops.c.
@@ -16,24 +19,41 @@
 
 #define ROWS_PER_BLOCK 8
 
-/* LayerNorm: two-pass mean / centered variance (biased, as torch), then affine. */
-template <bool VEC>
-__global__ void __launch_bounds__(256)
-    layernorm_kernel(uint16_t *out, const uint16_t *x, const uint16_t *w, const uint16_t *b, int n, int d, float eps) {
+/* LayerNorm: two-pass mean / centered variance (biased, as torch), then affine; optionally after
+ * the residual add x += r (ADD; x only read otherwise). */
+template <bool VEC, bool ADD>
+__global__ void __launch_bounds__(256) layernorm_kernel(uint16_t *out, uint16_t *x, const uint16_t *r,
+                                                        const uint16_t *w, const uint16_t *b, int n, int d, float eps) {
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n) return;
-    const uint16_t *xr = x + (size_t)row * d;
+    uint16_t *xr = x + (size_t)row * d;
+    const uint16_t *rr = ADD ? r + (size_t)row * d : nullptr;
     uint16_t *orow = out + (size_t)row * d;
     float s = 0.f;
     if (VEC) {
         for (int k = lane * 8; k < d; k += 256) {
             float f[8];
             load8(f, xr + k);
+            if (ADD) {
+                float g[8];
+                load8(g, rr + k);
+#pragma unroll
+                for (int i = 0; i < 8; i++) f[i] = bf2f(f2bf(f[i] + g[i]));
+                store8(xr + k, f);
+            }
 #pragma unroll
             for (int i = 0; i < 8; i++) s += f[i];
         }
     } else {
-        for (int k = lane; k < d; k += 32) s += bf2f(xr[k]);
+        for (int k = lane; k < d; k += 32) {
+            float f = bf2f(xr[k]);
+            if (ADD) {
+                uint16_t h = f2bf(f + bf2f(rr[k]));
+                xr[k] = h;
+                f = bf2f(h);
+            }
+            s += f;
+        }
     }
     float mean = warp_sum(s) / d;
     float v = 0.f;
@@ -68,6 +88,61 @@ __global__ void __launch_bounds__(256)
     } else {
         for (int k = lane; k < d; k += 32)
             orow[k] = f2bf((bf2f(xr[k]) - mean) * rstd * bf2f(w[k]) + (b ? bf2f(b[k]) : 0.f));
+    }
+}
+
+/* Residual add + LayerNorm with the row in registers: one warp per row, d % 8 == 0 and d <= 1024
+ * (CLIP-B/L widths: up to 4 chunks of 8 values a lane), 16-byte accesses. The same math as
+ * layernorm_kernel<true, true>, with one read of x and r instead of three of x. */
+__global__ void __launch_bounds__(256) add_layernorm_reg_kernel(uint16_t *out, uint16_t *x, const uint16_t *r,
+                                                                const uint16_t *w, const uint16_t *b, int n, int d,
+                                                                float eps) {
+    constexpr int CH = 4;
+    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= n) return;
+    uint16_t *xr = x + (size_t)row * d;
+    const uint16_t *rr = r + (size_t)row * d;
+    uint16_t *orow = out + (size_t)row * d;
+    float v[CH][8], s = 0.f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const int k = c * 256 + lane * 8;
+        if (k < d) {
+            float g[8];
+            load8(v[c], xr + k);
+            load8(g, rr + k);
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                v[c][i] = bf2f(f2bf(v[c][i] + g[i]));
+                s += v[c][i];
+            }
+            store8(xr + k, v[c]);
+        }
+    }
+    const float mean = warp_sum(s) / d;
+    float var = 0.f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        if (c * 256 + lane * 8 >= d) continue;
+#pragma unroll
+        for (int i = 0; i < 8; i++) var += (v[c][i] - mean) * (v[c][i] - mean);
+    }
+    const float rstd = rsqrtf(warp_sum(var) / d + eps);
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const int k = c * 256 + lane * 8;
+        if (k < d) {
+            float g[8], bb[8];
+            load8(g, w + k);
+            if (b)
+                load8(bb, b + k);
+            else
+#pragma unroll
+                for (int i = 0; i < 8; i++) bb[i] = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) v[c][i] = (v[c][i] - mean) * rstd * g[i] + bb[i];
+            store8(orow + k, v[c]);
+        }
     }
 }
 
@@ -128,10 +203,26 @@ extern "C" void cuda_layernorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16
     ctx_use(c);
     bool vec = d % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w) && (!b || aligned16(b));
     int grid = ceil_div(n, ROWS_PER_BLOCK);
+    /* x is only read when ADD is false; the cast keeps one kernel for both forms */
     if (vec)
-        layernorm_kernel<true><<<grid, 256, 0, c->stream>>>(out, x, w, b, n, d, eps);
+        layernorm_kernel<true, false><<<grid, 256, 0, c->stream>>>(out, (uint16_t *)x, nullptr, w, b, n, d, eps);
     else
-        layernorm_kernel<false><<<grid, 256, 0, c->stream>>>(out, x, w, b, n, d, eps);
+        layernorm_kernel<false, false><<<grid, 256, 0, c->stream>>>(out, (uint16_t *)x, nullptr, w, b, n, d, eps);
+    LAUNCH_CHECK();
+}
+
+extern "C" void cuda_add_layernorm(cuda_ctx *c, bf16 *out, bf16 *x, const bf16 *r, const bf16 *w, const bf16 *b, int n,
+                                   int d, float eps) {
+    if (n <= 0 || d <= 0) return;
+    ctx_use(c);
+    bool vec = d % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(r) && aligned16(w) && (!b || aligned16(b));
+    int grid = ceil_div(n, ROWS_PER_BLOCK);
+    if (vec && d <= 1024)
+        add_layernorm_reg_kernel<<<grid, 256, 0, c->stream>>>(out, x, r, w, b, n, d, eps);
+    else if (vec)
+        layernorm_kernel<true, true><<<grid, 256, 0, c->stream>>>(out, x, r, w, b, n, d, eps);
+    else
+        layernorm_kernel<false, true><<<grid, 256, 0, c->stream>>>(out, x, r, w, b, n, d, eps);
     LAUNCH_CHECK();
 }
 
