@@ -51,6 +51,17 @@ int main(void) {
             for (int j = 0; same && j < nc; j++) same &= ids[j] == cJSON_GetArrayItem(rc, j)->valueint;
         }
         EXPECT(same, "%s/%s: label continuation ids differ from transformers", mname, image);
+        /* every continuation ends in its own EOS leaf, and only leaves are left out of the forward */
+        const int *tk, *pr;
+        int nn = llava_classifier_trie(cl, &tk, &pr), leaves = 0;
+        for (int j = 0; j < nn; j++) {
+            int has_child = 0;
+            for (int k = 0; k < nn; k++) has_child |= pr[k] == j;
+            leaves += !has_child;
+        }
+        EXPECT(leaves == n && llava_classifier_trie_inner(cl) == nn - n,
+               "%s/%s: trie of %d nodes, %d leaves for %d labels, %d run (expected %d)", mname, image, nn, leaves, n,
+               llava_classifier_trie_inner(cl), nn - n);
         char path[256];
         snprintf(path, sizeof path, FIX "ref/images/%s", image);
         llava_image img = {0};
