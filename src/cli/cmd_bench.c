@@ -552,6 +552,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (llava_sched_flush(sched, &err)) goto fail;
     const double wall = llava_now() - t_run0;
+    if (gpu) llava_gpu_profile_report(gpu, "timed run"); /* LLAVA_PROFILE=1 only */
     llava_prefetch_stop(pool);
     pool = NULL;
     if (sink.error[0]) {

@@ -36,6 +36,7 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
     return llava_errf(err, "this build of llava has no CUDA backend (nvcc was not found at build time); use --device cpu");
 }
 void llava_gpu_free(llava_gpu *g) { (void)g; }
+void llava_gpu_profile_report(llava_gpu *g, const char *what) { (void)g, (void)what; }
 const llava_gpu_info *llava_gpu_get_info(const llava_gpu *g) { return NULL; }
 void llava_gpu_mem(double *used_bytes, double *total_bytes) { *used_bytes = *total_bytes = 0; }
 int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H, int W, int *n_feats, llava_err *err) {
@@ -116,21 +117,28 @@ void gpu_prof_collect(llava_gpu *g) {
     p->n = 0;
 }
 
-static void prof_report(llava_gpu *g) {
+void llava_gpu_profile_report(llava_gpu *g, const char *what) {
     gpu_prof *p = &g->prof;
+    if (!p->on) return;
     double tot = 0;
-    for (int k = 0; k < PR_N; k++) tot += p->ms[k];
-    fprintf(stderr, "llava: LLAVA_PROFILE device time by op kind (%.1f ms in all):\n", tot);
+    long calls = 0;
+    for (int k = 0; k < PR_N; k++) tot += p->ms[k], calls += p->calls[k];
+    if (!calls) return;
+    fprintf(stderr, "llava: LLAVA_PROFILE device time by op kind, %s (%.1f ms in all):\n", what, tot);
     for (int k = 0; k < PR_N; k++)
         if (p->calls[k])
             fprintf(stderr, "  %-26s %9.2f ms %5.1f%%  %ld launches\n", PR_NAMES[k], p->ms[k],
                     tot > 0 ? 100 * p->ms[k] / tot : 0, p->calls[k]);
-    for (int i = 0; i < PR_EVENTS; i++) cuda_event_free(p->ev[i]);
+    memset(p->ms, 0, sizeof p->ms);
+    memset(p->calls, 0, sizeof p->calls);
 }
 
 void llava_gpu_free(llava_gpu *g) {
     if (!g) return;
-    if (g->prof.on) prof_report(g);
+    if (g->prof.on) {
+        llava_gpu_profile_report(g, "since the last report");
+        for (int i = 0; i < PR_EVENTS; i++) cuda_event_free(g->prof.ev[i]);
+    }
     const llava_config *c = &g->m->cfg;
     void *ptrs[] = {g->patch_w, g->class_emb, g->pos_emb, g->pre_ln_w, g->pre_ln_b, g->p_w1, g->p_b1, g->p_w2, g->p_b2,
                     g->newline, g->embed, g->norm, g->lm_head == g->embed ? NULL : g->lm_head, g->v_pix, g->v_cols,

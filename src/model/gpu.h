@@ -97,5 +97,9 @@ void llava_gpu_step_clear(llava_gpu_step *s); /* empty again (after wait) */
 /* After wait: device time (ms) of the vision passes, the decoder (prompts + tries) and the LM head
  * with the picks (timed events; the profile behind bench's stage split). */
 void llava_gpu_step_times(const llava_gpu_step *s, double ms[3]);
+/* With LLAVA_PROFILE=1 in the environment: prints to stderr the device time per op kind summed
+ * since the last report (what: a title) and starts new sums; the rest is printed at free. A no-op
+ * otherwise. */
+void llava_gpu_profile_report(llava_gpu *g, const char *what);
 
 #endif

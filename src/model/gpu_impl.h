@@ -31,7 +31,8 @@ typedef struct {
 } gdec_layer;
 
 /* LLAVA_PROFILE=1: device time per op kind, from timed events around every op of a step (the
- * step then waits for itself, so this is for profile runs only); gpu.c prints the sums at free. */
+ * step then waits for itself, so this is for profile runs only); llava_gpu_profile_report prints
+ * the sums (and free, what is left). */
 enum { PR_VISION, PR_EMBED, PR_QKV, PR_ROPE, PR_ATTN, PR_WO, PR_NORM, PR_GU, PR_SWIGLU, PR_DOWN, PR_HEAD, PR_N };
 #define PR_EVENTS 1024
 typedef struct {
