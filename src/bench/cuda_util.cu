@@ -26,8 +26,8 @@ __global__ static void fill_bf16(uint16_t *x, size_t n, uint32_t seed) {
     x[i] = (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
 }
 
-extern "C" int bench_gemm_ceiling(double *tflops, int n, int reps, llava_err *err) {
-    *tflops = 0;
+extern "C" int bench_gemm_ceiling(double *tflops, double *sustained, int n, int reps, double seconds, llava_err *err) {
+    *tflops = *sustained = 0;
     cuda_ctx *c = NULL;
     if (cuda_ctx_new(&c, 0, err)) return -1;
     size_t nn = (size_t)n * n;
@@ -50,6 +50,20 @@ extern "C" int bench_gemm_ceiling(double *tflops, int n, int reps, llava_err *er
             cuda_sync(c);
             double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             *tflops = 2.0 * (double)n * n * n * reps / dt / 1e12;
+            // sustained: calls back to back for `seconds`, the rate over the second half (the card
+            // at the clocks its power limit holds under a long GEMM load, as in a long job)
+            auto ts = std::chrono::steady_clock::now();
+            double el = 0, t_half = -1;
+            long calls = 0, calls_half = 0;
+            while (seconds > 0 && el < seconds) {
+                for (int r = 0; r < 10; r++) cuda_linear(c, o, a, w, NULL, n, n, n);
+                cuda_sync(c);
+                calls += 10;
+                el = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+                if (t_half < 0 && el >= seconds / 2) t_half = el, calls_half = calls;
+            }
+            if (t_half >= 0 && el > t_half)
+                *sustained = 2.0 * (double)n * n * n * (double)(calls - calls_half) / (el - t_half) / 1e12;
             rc = 0;
         }
     }

@@ -4,7 +4,9 @@
  * bench_cuda_device_sync: cudaDeviceSynchronize (every stream), used only by --profile, since the
  * model's own context/stream is private to llava_gpu.
  * bench_gemm_ceiling: the card's bf16 GEMM rate through the same cuBLASLt path as the model
- * (cuda_linear, n x n x n, random values in [-1, 1]); one warm-up, then reps timed calls.
+ * (cuda_linear, n x n x n, random values in [-1, 1]); one warm-up, then reps timed calls (tflops),
+ * then calls back to back for `seconds` (0: none), timed over the second half (sustained: the rate
+ * the card's power limit holds, which a long run like W1 sees; below the short burst's).
  * Allocates 3 n^2 bf16 buffers on the device for the call and frees them.
  */
 #ifndef LLAVA_BENCH_CUDA_UTIL_H
@@ -18,7 +20,7 @@ extern "C" {
 
 #ifdef LLAVA_CUDA
 void bench_cuda_device_sync(void);
-int bench_gemm_ceiling(double *tflops, int n, int reps, llava_err *err);
+int bench_gemm_ceiling(double *tflops, double *sustained, int n, int reps, double seconds, llava_err *err);
 #endif
 
 #ifdef __cplusplus

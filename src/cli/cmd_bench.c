@@ -69,6 +69,7 @@ static void bench_usage(FILE *f) {
           "  --price-per-hour P      report $ per 1000 images at P per hour of wall time\n"
           "  --json                  print one JSON object instead of the text report\n"
           "  --gemm-size N           edge of the bf16 GEMM ceiling measurement on CUDA (default 8192; 0 skips)\n"
+          "  --gemm-seconds S        then that GEMM back to back for S seconds: the sustained ceiling (default 3)\n"
           "  --tmp-dir DIR           where the temp images/checkpoint go (default $TMPDIR or /tmp)\n"
           "  --images-dir DIR        write the JPEGs to DIR and keep them (e.g. for tools/bench_hf.py)\n"
           "  --checkpoint-dir DIR    write the random checkpoint to DIR and keep it\n"
@@ -80,7 +81,7 @@ static void bench_usage(FILE *f) {
 
 typedef struct bench_opts {
     const char *model, *config, *labels, *question, *answer, *device, *tmp_dir, *images_dir, *ckpt_dir, *tok_dir;
-    int random_weights, images, w, h, threads, warmup, json, gemm, batch;
+    int random_weights, images, w, h, threads, warmup, json, gemm, gemm_seconds, batch;
     llava_gpu_params gp;
     double price;
     long seed;
@@ -121,6 +122,7 @@ static int parse_long(const char *opt, const char *v, long lo, long hi, long *ou
 static int parse_args(bench_opts *o, int argc, char **argv) {
     memset(o, 0, sizeof *o);
     o->images = 32, o->w = 550, o->h = 412, o->warmup = 1, o->device = "auto", o->gemm = 8192, o->seed = 1;
+    o->gemm_seconds = 3;
     o->price = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -132,7 +134,7 @@ static int parse_args(bench_opts *o, int argc, char **argv) {
         if (!strcmp(a, "--json")) { o->json = 1; continue; }
         static const char *const takes[] = {"-m", "--model", "--config", "--images", "--image-size", "--labels",
                                             "--question", "--answer", "--device", "--threads", "--warmup", "--batch",
-                                            "--price-per-hour", "--gemm-size", "--tmp-dir", "--images-dir",
+                                            "--price-per-hour", "--gemm-size", "--gemm-seconds", "--tmp-dir", "--images-dir",
                                             "--checkpoint-dir", "--tokenizer-dir", "--seed", "--gpu-mem-limit",
                                             "--step-tokens", NULL};
         int known = 0;
@@ -181,6 +183,9 @@ static int parse_args(bench_opts *o, int argc, char **argv) {
         } else if (!strcmp(a, "--gemm-size")) {
             if (parse_long(a, v, 0, 65536, &x)) return -1;
             o->gemm = (int)x;
+        } else if (!strcmp(a, "--gemm-seconds")) {
+            if (parse_long(a, v, 0, 600, &x)) return -1;
+            o->gemm_seconds = (int)x;
         } else if (!strcmp(a, "--seed")) {
             if (parse_long(a, v, 0, LONG_MAX, &x)) return -1;
             o->seed = x;
@@ -401,7 +406,7 @@ int cmd_bench(int argc, char **argv) {
     double *lat = NULL;
     float *wpix = NULL;
     char dev_name[256] = "";
-    double ceiling = 0, check_diff = -1, t_write_ckpt = 0, t_write_img = 0, t_load = 0;
+    double ceiling = 0, sustained = 0, check_diff = -1, t_write_ckpt = 0, t_write_img = 0, t_load = 0;
     int64_t ckpt_params = 0;
     size_t gpu_total = 0, gpu_min_free = (size_t)-1;
 
@@ -465,7 +470,7 @@ int cmd_bench(int argc, char **argv) {
     }
 #ifdef LLAVA_CUDA
     if (use_gpu && o.gemm > 0) {
-        if (bench_gemm_ceiling(&ceiling, o.gemm, 5, &err)) {
+        if (bench_gemm_ceiling(&ceiling, &sustained, o.gemm, 5, o.gemm_seconds, &err)) {
             fprintf(stderr, "llava bench: warning: GEMM ceiling not measured: %s\n", err.msg);
             ceiling = 0;
         }
@@ -668,6 +673,9 @@ int cmd_bench(int argc, char **argv) {
                     100.0 * tflops / ceiling);
         else
             fprintf(f, ",\"gemm_ceiling_tflops\":null,\"pct_of_ceiling\":null");
+        if (sustained > 0)
+            fprintf(f, ",\"gemm_sustained_tflops\":%.6g,\"gemm_seconds\":%d,\"pct_of_sustained\":%.4g", sustained,
+                    o.gemm_seconds, 100.0 * tflops / sustained);
         fprintf(f, ",\"latency_ms\":{\"p50\":%.4f,\"p99\":%.4f,\"images\":%d}", p50, p99, n_lat);
         fprintf(f, ",\"stages_ms_per_image\":{\"decode\":%.4f,\"preprocess\":%.4f,\"model\":%.4f", sum[0] * ms,
                 sum[1] * ms, sum[5] * ms);
@@ -706,6 +714,9 @@ int cmd_bench(int argc, char **argv) {
         if (ceiling > 0)
             printf(" = %.1f%% of the bf16 GEMM ceiling (%.4g TFLOP/s, %d^3, measured now)", 100.0 * tflops / ceiling,
                    ceiling, o.gemm);
+        if (sustained > 0)
+            printf(", %.1f%% of its sustained rate (%.4g TFLOP/s after %d s of it)", 100.0 * tflops / sustained,
+                   sustained, o.gemm_seconds);
         printf("\n  batching    %.3g images per step on average", mean_batch);
         if (gpu) printf(" (steps of up to %d tokens)", llava_gpu_get_info(gpu)->step_tokens);
         printf("\n  latency     p50 %.2f ms, p99 %.2f ms (one image alone on an idle device: decode + preprocess + "
