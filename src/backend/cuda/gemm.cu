@@ -10,9 +10,10 @@
  *
  * Owns: the per-context plan cache (matmul descriptor, layouts, heuristic algo) keyed by shape,
  *   variant and pointer alignment, LRU-evicted, so a repeated shape never re-queries the heuristic.
- *   The heuristic's first pick is used as is: timed alone, other offers are up to 7 % faster on some
- *   decoder shapes (cuda_linear_algos shows them), but choosing them by such timings made W1 3 %
- *   slower end to end on H100 and H200 (bench/RESULTS.md, session 4).
+ *   The heuristic's first pick is used as is (bench/RESULTS.md, session 4): choosing by timings on
+ *   constant operands made W1 3 % slower (the gate/up pick was 10 % slower on varied data: the card
+ *   is power-limited and constant data draws less power); timed at load on the real weights and
+ *   varied inputs, the offers were within 3 % of the first pick and W1 did not change.
  * Fallback: when cuBLASLt offers no algorithm (odd alignment on some versions) or a bias pointer
  *   is not 16-byte aligned, a plain tiled SIMT kernel (correct, slow) or a separate bias pass runs.
  * Never: allocates device memory (the workspace is the context's).
