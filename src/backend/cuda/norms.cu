@@ -19,6 +19,17 @@
 
 #define ROWS_PER_BLOCK 8
 
+/* the LayerNorm output of 8 values f at o: (f - mean) · rstd · w + b (b may be NULL); 16-byte accesses */
+__device__ __forceinline__ void ln_out8(uint16_t *o, float f[8], float mean, float rstd, const uint16_t *w,
+                                        const uint16_t *b) {
+    float g[8], bb[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    load8(g, w);
+    if (b) load8(bb, b);
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = (f[i] - mean) * rstd * g[i] + bb[i];
+    store8(o, f);
+}
+
 /* LayerNorm: two-pass mean / centered variance (biased, as torch), then affine; optionally after
  * the residual add x += r (ADD; x only read otherwise). */
 template <bool VEC, bool ADD>
@@ -73,17 +84,9 @@ __global__ void __launch_bounds__(256) layernorm_kernel(uint16_t *out, uint16_t 
     float rstd = rsqrtf(warp_sum(v) / d + eps);
     if (VEC) {
         for (int k = lane * 8; k < d; k += 256) {
-            float f[8], g[8], bb[8];
+            float f[8];
             load8(f, xr + k);
-            load8(g, w + k);
-            if (b)
-                load8(bb, b + k);
-            else
-#pragma unroll
-                for (int i = 0; i < 8; i++) bb[i] = 0.f;
-#pragma unroll
-            for (int i = 0; i < 8; i++) f[i] = (f[i] - mean) * rstd * g[i] + bb[i];
-            store8(orow + k, f);
+            ln_out8(orow + k, f, mean, rstd, w + k, b ? b + k : nullptr);
         }
     } else {
         for (int k = lane; k < d; k += 32)
@@ -131,18 +134,7 @@ __global__ void __launch_bounds__(256) add_layernorm_reg_kernel(uint16_t *out, u
 #pragma unroll
     for (int c = 0; c < CH; c++) {
         const int k = c * 256 + lane * 8;
-        if (k < d) {
-            float g[8], bb[8];
-            load8(g, w + k);
-            if (b)
-                load8(bb, b + k);
-            else
-#pragma unroll
-                for (int i = 0; i < 8; i++) bb[i] = 0.f;
-#pragma unroll
-            for (int i = 0; i < 8; i++) v[c][i] = (v[c][i] - mean) * rstd * g[i] + bb[i];
-            store8(orow + k, v[c]);
-        }
+        if (k < d) ln_out8(orow + k, v[c], mean, rstd, w + k, b ? b + k : nullptr);
     }
 }
 
