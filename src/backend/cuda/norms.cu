@@ -19,6 +19,22 @@
 
 #define ROWS_PER_BLOCK 8
 
+/* the residual add of 8 values: f (x at p) += r, rounded to bf16 as stored back at p */
+__device__ __forceinline__ void add8_store(float f[8], uint16_t *p, const uint16_t *r) {
+    float g[8];
+    load8(g, r);
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = bf2f(f2bf(f[i] + g[i]));
+    store8(p, f);
+}
+
+/* the same for one value: returns x + r as stored (bf16) at p */
+__device__ __forceinline__ float add1_store(float f, uint16_t *p, uint16_t r) {
+    const uint16_t h = f2bf(f + bf2f(r));
+    *p = h;
+    return bf2f(h);
+}
+
 /* the LayerNorm output of 8 values f at o: (f - mean) · rstd · w + b (b may be NULL); 16-byte accesses */
 __device__ __forceinline__ void ln_out8(uint16_t *o, float f[8], float mean, float rstd, const uint16_t *w,
                                         const uint16_t *b) {
@@ -45,24 +61,14 @@ __global__ void __launch_bounds__(256) layernorm_kernel(uint16_t *out, uint16_t 
         for (int k = lane * 8; k < d; k += 256) {
             float f[8];
             load8(f, xr + k);
-            if (ADD) {
-                float g[8];
-                load8(g, rr + k);
-#pragma unroll
-                for (int i = 0; i < 8; i++) f[i] = bf2f(f2bf(f[i] + g[i]));
-                store8(xr + k, f);
-            }
+            if (ADD) add8_store(f, xr + k, rr + k);
 #pragma unroll
             for (int i = 0; i < 8; i++) s += f[i];
         }
     } else {
         for (int k = lane; k < d; k += 32) {
             float f = bf2f(xr[k]);
-            if (ADD) {
-                uint16_t h = f2bf(f + bf2f(rr[k]));
-                xr[k] = h;
-                f = bf2f(h);
-            }
+            if (ADD) f = add1_store(f, xr + k, rr[k]);
             s += f;
         }
     }
@@ -111,15 +117,10 @@ __global__ void __launch_bounds__(256) add_layernorm_reg_kernel(uint16_t *out, u
     for (int c = 0; c < CH; c++) {
         const int k = c * 256 + lane * 8;
         if (k < d) {
-            float g[8];
             load8(v[c], xr + k);
-            load8(g, rr + k);
+            add8_store(v[c], xr + k, rr + k);
 #pragma unroll
-            for (int i = 0; i < 8; i++) {
-                v[c][i] = bf2f(f2bf(v[c][i] + g[i]));
-                s += v[c][i];
-            }
-            store8(xr + k, v[c]);
+            for (int i = 0; i < 8; i++) s += v[c][i];
         }
     }
     const float mean = warp_sum(s) / d;
@@ -153,24 +154,14 @@ __global__ void __launch_bounds__(256)
         for (int k = lane * 8; k < d; k += 256) {
             float f[8];
             load8(f, xr + k);
-            if (ADD) {
-                float g[8];
-                load8(g, rr + k);
-#pragma unroll
-                for (int i = 0; i < 8; i++) f[i] = bf2f(f2bf(f[i] + g[i]));
-                store8(xr + k, f);
-            }
+            if (ADD) add8_store(f, xr + k, rr + k);
 #pragma unroll
             for (int i = 0; i < 8; i++) ss += f[i] * f[i];
         }
     } else {
         for (int k = lane; k < d; k += 32) {
             float f = bf2f(xr[k]);
-            if (ADD) {
-                uint16_t h = f2bf(f + bf2f(rr[k]));
-                xr[k] = h;
-                f = bf2f(h);
-            }
+            if (ADD) f = add1_store(f, xr + k, rr[k]);
             ss += f * f;
         }
     }
