@@ -1,4 +1,5 @@
-/* cuda_util.h — the two device helpers `llava bench` needs beyond backend/cuda/cuda_ops.h.
+/* cuda_util.h — the device helpers the benchmarks (`llava bench`, test_ops --bench-only) need beyond
+ * backend/cuda/cuda_ops.h.
  *
  * Declared only in CUDA builds (LLAVA_CUDA); callers guard with #ifdef LLAVA_CUDA.
  * bench_cuda_device_sync: cudaDeviceSynchronize (every stream), used only by --profile, since the
@@ -21,6 +22,11 @@ extern "C" {
 #ifdef LLAVA_CUDA
 void bench_cuda_device_sync(void);
 int bench_gemm_ceiling(double *tflops, double *sustained, int n, int reps, double seconds, llava_err *err);
+/* The FP8 question for the decoder's GEMMs: sustained TFLOP/s (calls back to back for `seconds`,
+ * rate over the second half, varied data) of out (m, n) = x (m, k) · wᵀ in bf16 through cuda_linear,
+ * and in e4m3 × e4m3 → bf16 with a scale per weight row and per token (cuBLASLt outer-vector
+ * scales), on the same card. -1 with a message when cuBLASLt offers no such FP8 GEMM. */
+int bench_gemm_fp8(double *tf_bf16, double *tf_fp8, int m, int k, int n, double seconds, llava_err *err);
 #endif
 
 #ifdef __cplusplus

@@ -22,6 +22,7 @@
 
 #include "backend/cpu/ops.h"
 #include "backend/cuda/cuda_ops.h"
+#include "bench/cuda_util.h"
 
 static int n_pass, n_fail;
 static int quiet; /* comparator self-check: count nothing, print nothing */
@@ -1004,6 +1005,20 @@ static void bench_linear_algos(const char *what, int n, int din, int dout, int m
     fflush(stdout);
 }
 
+/* the decoder's two big GEMM shapes at a step's rows, bf16 vs e4m3 (per-row / per-token scales),
+ * each back to back for 2 s on varied data: what an FP8 path would gain under the power limit */
+static void bench_fp8(const char *what, int m, int k, int n) {
+    double b = 0, f = 0;
+    llava_err err = {0};
+    if (bench_gemm_fp8(&b, &f, m, k, n, 2.0, &err)) {
+        printf("INFO fp8 probe %s: %s\n", what, err.msg);
+        return;
+    }
+    printf("TIME fp8 probe %-16s m=%d %d->%d sustained: bf16 %.1f TFLOP/s, e4m3 %.1f TFLOP/s (x%.2f)\n", what, m, k,
+           n, b, f, b > 0 ? f / b : 0.0);
+    fflush(stdout);
+}
+
 /* the decoder's residual add + RMSNorm over a whole step (fp32 stream): bytes moved a call are
  * 12 per element (x read and written as fp32, r read and out written as bf16) */
 static void bench_add_rmsnorm(int n, int d) {
@@ -1575,6 +1590,8 @@ do_bench:
     if (bench) {
         printf("INFO bench (%s)\n", name);
         bench_add_rmsnorm(61952, 4096);
+        bench_fp8("mistral.gate_up", 61952, 4096, 28672);
+        bench_fp8("mistral.down", 61952, 14336, 4096);
         bench_linear_algos("mistral.gate_up", 61952, 4096, 28672, 0);
         bench_linear_algos("mistral.down", 61952, 14336, 4096, 0);
         bench_linear_algos("mistral.down+=", 61952, 14336, 4096, 2);
