@@ -15,15 +15,20 @@
 
 extern "C" void bench_cuda_device_sync(void) { cudaDeviceSynchronize(); }
 
-// fills x (n values) with a cheap hash of the index mapped to [-1, 1] as bf16
-__global__ static void fill_bf16(uint16_t *x, size_t n, uint32_t seed) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
+// a cheap hash of index i mapped to [-1, 1]
+__device__ static float hash_unit(size_t i, uint32_t seed) {
     uint32_t h = (uint32_t)i * 2654435761u ^ seed;
     h ^= h >> 16;
     h *= 0x7feb352du;
     h ^= h >> 15;
-    float f = (float)(h & 0xFFFFFF) / 8388608.0f - 1.0f;
+    return (float)(h & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+
+// fills x (n values) with hash_unit values as bf16
+__global__ static void fill_bf16(uint16_t *x, size_t n, uint32_t seed) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float f = hash_unit(i, seed);
     uint32_t b;
     memcpy(&b, &f, 4);
     x[i] = (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
@@ -75,15 +80,11 @@ extern "C" int bench_gemm_ceiling(double *tflops, double *sustained, int n, int 
     return rc;
 }
 
-// fills x (n bytes) with e4m3 values of a hash of the index in [-1, 1]
+// fills x (n bytes) with hash_unit values as e4m3
 __global__ static void fill_e4m3(uint8_t *x, size_t n, uint32_t seed) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
-    h ^= h >> 16;
-    h *= 0x7feb352du;
-    h ^= h >> 15;
-    __nv_fp8_e4m3 v((float)(h & 0xFFFFFF) / 8388608.0f - 1.0f);
+    __nv_fp8_e4m3 v(hash_unit(i, seed));
     x[i] = v.__x;
 }
 
