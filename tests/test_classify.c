@@ -12,6 +12,12 @@
 #define FIX "tests/fixtures/"
 
 int main(void) {
+    { /* llava_trie_inner on a hand-made tree: nodes 0, 1 and 4 have children */
+        const int par[6] = {-1, 0, 1, 1, -1, 4}, want[6] = {0, 1, -1, -1, 2, -1};
+        int inner[6], n = llava_trie_inner(par, 6, inner), same = n == 3;
+        for (int j = 0; j < 6; j++) same &= inner[j] == want[j];
+        EXPECT(same, "llava_trie_inner: %d inner nodes, numbering differs from 0 1 -1 -1 2 -1", n);
+    }
     llava_err err = {{0}};
     cJSON *ref = llava_json_load(FIX "ref/labels.json", &err);
     EXPECT(ref != NULL, "labels.json: %s", err.msg);

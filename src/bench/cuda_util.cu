@@ -11,27 +11,32 @@
 #include <cublasLt.h>
 #include <cuda_fp8.h>
 
-#include "backend/cuda/cuda_ops.h"
+#include "backend/cuda/common.cuh"
 
 extern "C" void bench_cuda_device_sync(void) { cudaDeviceSynchronize(); }
-
-// a cheap hash of index i mapped to [-1, 1]
-__device__ static float hash_unit(size_t i, uint32_t seed) {
-    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
-    h ^= h >> 16;
-    h *= 0x7feb352du;
-    h ^= h >> 15;
-    return (float)(h & 0xFFFFFF) / 8388608.0f - 1.0f;
-}
 
 // fills x (n values) with hash_unit values as bf16
 __global__ static void fill_bf16(uint16_t *x, size_t n, uint32_t seed) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float f = hash_unit(i, seed);
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    x[i] = (uint16_t)((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+    x[i] = f2bf(hash_unit(i, seed));
+}
+
+// back-to-back calls of f for `seconds`, `batch` calls between device syncs; the rate (calls/s) over
+// the second half (the card at the clocks its power limit holds under a long load, as in a long job)
+template <typename F>
+static double sustained_rate(F f, double seconds, int batch) {
+    auto ts = std::chrono::steady_clock::now();
+    double el = 0, t_half = -1;
+    long calls = 0, calls_half = 0;
+    while (el < seconds) {
+        for (int r = 0; r < batch; r++) f();
+        cudaDeviceSynchronize();
+        calls += batch;
+        el = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+        if (t_half < 0 && el >= seconds / 2) t_half = el, calls_half = calls;
+    }
+    return t_half >= 0 && el > t_half ? (double)(calls - calls_half) / (el - t_half) : 0;
 }
 
 extern "C" int bench_gemm_ceiling(double *tflops, double *sustained, int n, int reps, double seconds, llava_err *err) {
@@ -58,20 +63,9 @@ extern "C" int bench_gemm_ceiling(double *tflops, double *sustained, int n, int 
             cuda_sync(c);
             double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             *tflops = 2.0 * (double)n * n * n * reps / dt / 1e12;
-            // sustained: calls back to back for `seconds`, the rate over the second half (the card
-            // at the clocks its power limit holds under a long GEMM load, as in a long job)
-            auto ts = std::chrono::steady_clock::now();
-            double el = 0, t_half = -1;
-            long calls = 0, calls_half = 0;
-            while (seconds > 0 && el < seconds) {
-                for (int r = 0; r < 10; r++) cuda_linear(c, o, a, w, NULL, n, n, n);
-                cuda_sync(c);
-                calls += 10;
-                el = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
-                if (t_half < 0 && el >= seconds / 2) t_half = el, calls_half = calls;
-            }
-            if (t_half >= 0 && el > t_half)
-                *sustained = 2.0 * (double)n * n * n * (double)(calls - calls_half) / (el - t_half) / 1e12;
+            if (seconds > 0)
+                *sustained = 2.0 * (double)n * n * n *
+                             sustained_rate([&] { cuda_linear(c, o, a, w, NULL, n, n, n); }, seconds, 10) / 1e12;
             rc = 0;
         }
     }
@@ -91,22 +85,6 @@ __global__ static void fill_e4m3(uint8_t *x, size_t n, uint32_t seed) {
 __global__ static void fill_ones(float *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] = 1.0f;
-}
-
-// back-to-back calls of f for `seconds`; the rate (calls/s) over the second half
-template <typename F>
-static double sustained_rate(F f, double seconds) {
-    auto ts = std::chrono::steady_clock::now();
-    double el = 0, t_half = -1;
-    long calls = 0, calls_half = 0;
-    while (el < seconds) {
-        for (int r = 0; r < 4; r++) f();
-        cudaDeviceSynchronize();
-        calls += 4;
-        el = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
-        if (t_half < 0 && el >= seconds / 2) t_half = el, calls_half = calls;
-    }
-    return t_half >= 0 && el > t_half ? (double)(calls - calls_half) / (el - t_half) : 0;
 }
 
 extern "C" int bench_gemm_fp8(double *tf_bf16, double *tf_fp8, int m, int k, int n, double seconds, llava_err *err) {
@@ -140,7 +118,7 @@ extern "C" int bench_gemm_fp8(double *tf_bf16, double *tf_fp8, int m, int k, int
         cuda_linear(c, out, xa, wa, NULL, m, k, n);
         cuda_sync(c);
         const double fl = 2.0 * m * k * n;
-        *tf_bf16 = fl * sustained_rate([&] { cuda_linear(c, out, xa, wa, NULL, m, k, n); }, seconds) / 1e12;
+        *tf_bf16 = fl * sustained_rate([&] { cuda_linear(c, out, xa, wa, NULL, m, k, n); }, seconds, 4) / 1e12;
         if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS) {
             llava_errf(err, "cublasLtCreate failed");
             goto done;
@@ -176,7 +154,7 @@ extern "C" int bench_gemm_fp8(double *tf_bf16, double *tf_fp8, int m, int k, int
             llava_errf(err, "the e4m3 GEMM failed");
             goto done;
         }
-        *tf_fp8 = fl * sustained_rate(call, seconds) / 1e12;
+        *tf_fp8 = fl * sustained_rate(call, seconds, 4) / 1e12;
         rc = 0;
     }
 done:

@@ -153,19 +153,15 @@ int llava_classifier_new(llava_classifier **out, const llava_model *m, const cha
             parent = found;
         }
     }
-    /* the inner nodes, numbered in node order (parents precede children, so they do here too) */
+    /* the inner nodes (in node order, so their parents precede them too) with their tokens and parents */
     c->inner = xmalloc(sizeof(int) * (size_t)c->n_nodes);
     c->itok = xmalloc(sizeof(int) * (size_t)c->n_nodes);
     c->ipar = xmalloc(sizeof(int) * (size_t)c->n_nodes);
-    for (int j = 0; j < c->n_nodes; j++) c->inner[j] = -1;
-    for (int j = 0; j < c->n_nodes; j++)
-        if (c->par[j] >= 0) c->inner[c->par[j]] = 0;
+    c->n_inner = llava_trie_inner(c->par, c->n_nodes, c->inner);
     for (int j = 0; j < c->n_nodes; j++)
         if (c->inner[j] >= 0) {
-            c->inner[j] = c->n_inner;
-            c->itok[c->n_inner] = c->tok[j];
-            c->ipar[c->n_inner] = c->par[j] < 0 ? -1 : c->inner[c->par[j]];
-            c->n_inner++;
+            c->itok[c->inner[j]] = c->tok[j];
+            c->ipar[c->inner[j]] = c->par[j] < 0 ? -1 : c->inner[c->par[j]];
         }
     /* two labels with the same continuation would be indistinguishable */
     for (int i = 0; i < n_labels; i++)
@@ -260,16 +256,14 @@ int llava_classify_pixels(double *probs, double *scores, const llava_classifier 
     if (mistral_cache_init(&cache, &m->cfg.text, n_ids + ni, err)) goto done;
     x = llava_try_malloc(sizeof(float) * (size_t)(n_ids > ni ? n_ids : ni) * Ht, "embeddings", err);
     logits = x ? llava_try_malloc(sizeof(float) * (size_t)V, "logits", err) : NULL;
-    tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)(ni > 0 ? ni : 1) * V, "label logits", err) : NULL;
+    tree_logits = logits ? llava_try_malloc(sizeof(float) * (size_t)ni * V, "label logits", err) : NULL;
     lsm = tree_logits ? llava_try_malloc(sizeof(double) * (size_t)V * 2, "log-softmax", err) : NULL;
     if (!lsm) goto done;
     mistral_embed(x, &m->lm, ids, n_ids);
     llava_scatter_image_features(x, m, ids, n_ids, &feats, &n_feats, 1);
     if (mistral_forward(logits, &m->lm, &cache, x, n_ids, 0, err)) goto done;
-    if (ni > 0) {
-        mistral_embed(x, &m->lm, c->itok, ni);
-        if (mistral_forward_tree(tree_logits, &m->lm, &cache, x, ni, c->ipar, err)) goto done;
-    }
+    mistral_embed(x, &m->lm, c->itok, ni); /* ni >= 1: every continuation has an answer token before EOS */
+    if (mistral_forward_tree(tree_logits, &m->lm, &cache, x, ni, c->ipar, err)) goto done;
     cpu_log_softmax(lsm, logits, V);
     log_softmax_rows(tree_logits, ni, V, lsm + V);
     score_labels(probs, scores, c, lsm, tree_logits);

@@ -125,12 +125,14 @@ int llava_gpu_step_add(llava_gpu_step *s, const float *pixels, int n_tiles, int 
         return llava_errf(err, "image features and image tokens do not match: tokens: %d, features: %d", n_img, want);
     for (int j = 0; j < n_nodes; j++)
         if (parent[j] >= j || parent[j] < -1) return llava_errf(err, "label trie: node %d has parent %d", j, parent[j]);
-    int n_fed = 0; /* the nodes that are a parent */
-    for (int j = 0; j < n_nodes; j++) {
-        int is_parent = 0;
-        for (int k = j + 1; k < n_nodes && !is_parent; k++) is_parent = parent[k] == j;
-        n_fed += is_parent;
+    if ((size_t)(s->n_nodes + n_nodes) > s->nodes_cap) {
+        s->nodes_cap = (size_t)(s->n_nodes + n_nodes) * 2;
+        s->tok = xrealloc(s->tok, sizeof(int) * s->nodes_cap);
+        s->par = xrealloc(s->par, sizeof(int) * s->nodes_cap);
+        s->fed = xrealloc(s->fed, sizeof(int) * s->nodes_cap);
     }
+    /* the nodes fed to the model (those that are a parent), numbered in node order */
+    const int n_fed = llava_trie_inner(parent, n_nodes, s->fed + s->n_nodes);
     if (s->n_seq == g->step_seqs || s->n_tokens + n_ids + n_fed > g->step_tokens) return 1;
     /* copy the inputs */
     size_t per = (size_t)3 * S * S, need = (size_t)(s->n_tiles + n_tiles) * per;
@@ -149,23 +151,9 @@ int llava_gpu_step_add(llava_gpu_step *s, const float *pixels, int n_tiles, int 
         s->ids_cap = (size_t)(ids_len + n_ids) * 2;
         s->ids = xrealloc(s->ids, sizeof(int) * s->ids_cap);
     }
-    if ((size_t)(s->n_nodes + n_nodes) > s->nodes_cap) {
-        s->nodes_cap = (size_t)(s->n_nodes + n_nodes) * 2;
-        s->tok = xrealloc(s->tok, sizeof(int) * s->nodes_cap);
-        s->par = xrealloc(s->par, sizeof(int) * s->nodes_cap);
-        s->fed = xrealloc(s->fed, sizeof(int) * s->nodes_cap);
-    }
     memcpy(s->ids + ids_len, ids, sizeof(int) * (size_t)n_ids);
     memcpy(s->tok + s->n_nodes, tok, sizeof(int) * (size_t)n_nodes);
     memcpy(s->par + s->n_nodes, parent, sizeof(int) * (size_t)n_nodes);
-    int *fed = s->fed + s->n_nodes;
-    for (int j = 0; j < n_nodes; j++) fed[j] = -1;
-    for (int j = 0, f = 0; j < n_nodes; j++) /* parents precede children: numbered in node order */
-        for (int k = j + 1; k < n_nodes; k++)
-            if (parent[k] == j) {
-                fed[j] = f++;
-                break;
-            }
     step_seq *q = &s->seq[s->n_seq++];
     *q = (step_seq){.tile0 = s->n_tiles, .n_tiles = n_tiles, .H = H, .W = W, .n_ids = n_ids, .n_nodes = n_nodes,
                     .n_fed = n_fed, .ids_off = ids_len, .nodes_off = s->n_nodes, .n_img = n_img};

@@ -147,3 +147,13 @@ void llava_scatter_image_features(float *x, const llava_model *m, const int *ids
         memcpy(x + (size_t)i * Ht, feats[im] + (size_t)f++ * Ht, sizeof(float) * Ht);
     }
 }
+
+int llava_trie_inner(const int *par, int n, int *inner) {
+    for (int j = 0; j < n; j++) inner[j] = -1;
+    for (int j = 0; j < n; j++)
+        if (par[j] >= 0) inner[par[j]] = 0;
+    int count = 0;
+    for (int j = 0; j < n; j++)
+        if (inner[j] >= 0) inner[j] = count++;
+    return count;
+}

@@ -56,4 +56,9 @@ int llava_image_features(float **feats, int *n, const llava_model *m, const floa
 void llava_scatter_image_features(float *x, const llava_model *m, const int *ids, int n, float *const *feats,
                                   const int *n_feats, int n_images);
 
+/* The nodes of a token tree (par[j] < j: parents first, -1 = root) that are some node's parent —
+ * the ones a label-scoring forward runs (a leaf's own output scores nothing): inner[j] = node j's
+ * index among them, in node order, or -1 for a leaf. Returns how many there are. */
+int llava_trie_inner(const int *par, int n, int *inner);
+
 #endif

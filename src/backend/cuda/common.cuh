@@ -1,5 +1,6 @@
 /* common.cuh — what every CUDA op file shares: the cuda_ctx layout, the launch/status checks,
- * bf16 <-> fp32 helpers, warp reductions and 16-byte vector access.
+ * bf16 <-> fp32 helpers, warp reductions, 16-byte vector access, and the index hash that benchmark
+ * operands are filled with.
  *
  * Owns: struct cuda_ctx (one per device and stream; all mutable backend state lives here — the
  *   cuBLASLt handle, its workspace, the GEMM plan cache, upload staging buffers).
@@ -112,6 +113,15 @@ __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+/* a cheap hash of index i mapped to [-1, 1]: varied benchmark operands (constant ones draw less power) */
+__device__ __forceinline__ float hash_unit(size_t i, uint32_t seed) {
+    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    return (float)(h & 0xFFFFFF) / 8388608.0f - 1.0f;
 }
 
 /* 8 bf16 <-> 8 floats through one 16-byte access (p must be 16-byte aligned) */

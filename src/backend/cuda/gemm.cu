@@ -264,11 +264,8 @@ static void time_algos(cuda_ctx *c, gemm_plan *p, const cublasLtMatmulHeuristicR
 
 /* x[i] = a hash of i mapped to [-1/16, 1/16] in bf16 */
 __global__ void fill_hash_kernel(uint16_t *x, size_t n, uint32_t seed) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        uint32_t h = (uint32_t)i * 2654435761u ^ seed;
-        h ^= h >> 16, h *= 0x7feb352du, h ^= h >> 15;
-        x[i] = f2bf(((float)(h & 0xFFFFFF) / 8388608.0f - 1.0f) * 0.0625f);
-    }
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = f2bf(hash_unit(i, seed) * 0.0625f);
 }
 
 extern "C" int cuda_linear_algos(cuda_ctx *c, int n, int d_in, int d_out, int mode, float *ms, int max) {
