@@ -66,6 +66,7 @@ static void bench_usage(FILE *f) {
           "  --batch B               at most B images per GPU step (default 0: as many as fit the step)\n"
           "  --gpu-mem-limit GIB     use at most this much GPU memory in all (e.g. 22 for an A10G-class card)\n"
           "  --step-tokens N         tokens per batched GPU step (default: what fits, at most 65536)\n"
+          "  --quantization fp8      the decoder's linear layers in FP8 (e4m3, per-row/per-token scales; 8.9+)\n"
           "  --price-per-hour P      report $ per 1000 images at P per hour of wall time\n"
           "  --json                  print one JSON object instead of the text report\n"
           "  --gemm-size N           edge of the bf16 GEMM ceiling measurement on CUDA (default 8192; 0 skips)\n"
@@ -136,7 +137,7 @@ static int parse_args(bench_opts *o, int argc, char **argv) {
                                             "--question", "--answer", "--device", "--threads", "--warmup", "--batch",
                                             "--price-per-hour", "--gemm-size", "--gemm-seconds", "--tmp-dir", "--images-dir",
                                             "--checkpoint-dir", "--tokenizer-dir", "--seed", "--gpu-mem-limit",
-                                            "--step-tokens", NULL};
+                                            "--step-tokens", "--quantization", NULL};
         int known = 0;
         for (int k = 0; takes[k]; k++) known |= !strcmp(a, takes[k]);
         if (!known) return usage_err("unknown option %s%s", a, "");
@@ -180,6 +181,8 @@ static int parse_args(bench_opts *o, int argc, char **argv) {
         } else if (!strcmp(a, "--step-tokens")) {
             if (parse_long(a, v, 2048, 1 << 20, &x)) return -1;
             o->gp.step_tokens = (int)x;
+        } else if (!strcmp(a, "--quantization")) {
+            if (cli_quantization(v, &o->gp)) return usage_err("--quantization takes fp8 or none, not \"%s\"%s", v, "");
         } else if (!strcmp(a, "--gemm-size")) {
             if (parse_long(a, v, 0, 65536, &x)) return -1;
             o->gemm = (int)x;

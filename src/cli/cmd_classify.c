@@ -171,7 +171,8 @@ static int parse_args(classify_opts *o, int argc, char **argv) {
         static const char *const takes[] = {"-m", "--model", "--labels", "-o", "--output", "--top-k",
                                             "--min-confidence", "--question", "--answer", "--format", "--shard",
                                             "--shards", "--threads", "--max-pixels", "--price-per-hour",
-                                            "--log-every", "--device", "--gpu-mem-limit", "--step-tokens", NULL};
+                                            "--log-every", "--device", "--gpu-mem-limit", "--step-tokens", "--quantization",
+                                            NULL};
         int known = 0;
         for (int k = 0; takes[k]; k++) known |= !strcmp(name, takes[k]);
         if (!known) {
@@ -223,6 +224,8 @@ static int parse_args(classify_opts *o, int argc, char **argv) {
         } else if (!strcmp(name, "--step-tokens")) {
             if (parse_long(name, val, 2048, 1 << 20, &x)) return -1;
             o->gp.step_tokens = (int)x;
+        } else if (!strcmp(name, "--quantization")) {
+            if (cli_quantization(val, &o->gp)) return bad_value(name, val, "fp8 or none");
         }
     }
     if (resume && overwrite) {

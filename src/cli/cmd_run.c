@@ -30,6 +30,7 @@ static void run_usage(FILE *f) {
             "      --device D         cpu | cuda | auto (default auto)\n"
             "      --gpu-mem-limit GIB  use at most this much GPU memory (default: what is free)\n"
             "      --step-tokens N    tokens per batched GPU step (default: what fits, at most 65536)\n"
+            "      --quantization fp8 the decoder's linear layers in FP8 (e4m3; compute capability 8.9+)\n"
             "      --top-logprobs K   report the K most likely tokens at each step (0..20)\n"
             "      --json             print one JSON object instead of the text\n"
             "      --dump-logits FILE write the last prompt position's logits (float32 LE, vocab_size values)\n"

@@ -35,6 +35,7 @@ static void serve_usage(FILE *f) {
             "      --device D               cpu | cuda | auto (default auto)\n"
             "      --gpu-mem-limit GIB      use at most this much GPU memory (default: what is free)\n"
             "      --step-tokens N          tokens per batched GPU step (default: what fits, at most 65536)\n"
+            "      --quantization fp8       the decoder's linear layers in FP8 (e4m3; compute capability 8.9+)\n"
             "      --api-key K              require Authorization: Bearer K (default: $LLAVA_API_KEY, else none)\n"
             "      --served-model-name NAME the model id clients send and /v1/models lists (default: the folder name)\n"
             "      --max-body-bytes N       larger request bodies get 413 (default 33554432)\n"

@@ -42,6 +42,13 @@ int cli_device_open(llava_model **m, llava_gpu **gpu, const char *dir, const cha
     return 0;
 }
 
+int cli_quantization(const char *v, llava_gpu_params *gp) {
+    if (!strcmp(v, "fp8")) gp->fp8 = 1;
+    else if (!strcmp(v, "none")) gp->fp8 = 0;
+    else return -1;
+    return 0;
+}
+
 int cli_gpu_flag(int argc, char **argv, int *i, llava_gpu_params *gp, llava_err *err) {
     const char *v = NULL;
     int r;
@@ -49,6 +56,10 @@ int cli_gpu_flag(int argc, char **argv, int *i, llava_gpu_params *gp, llava_err 
         double d;
         if (r < 0 || arg_float(v, 1, 1e6, &d)) return llava_errf(err, "--gpu-mem-limit needs a size in GiB (>= 1)");
         gp->mem_limit_gib = d;
+        return 1;
+    }
+    if ((r = arg_match(argc, argv, i, "--quantization", 1, &v)) != 0) {
+        if (r < 0 || cli_quantization(v, gp)) return llava_errf(err, "--quantization takes fp8 or none");
         return 1;
     }
     if ((r = arg_match(argc, argv, i, "--step-tokens", 1, &v)) != 0) {

@@ -17,9 +17,11 @@ int cli_want_gpu(const char *device, char *name, size_t name_len, llava_err *err
 int cli_device_open(llava_model **m, llava_gpu **gpu, const char *dir, const char *device, const llava_gpu_params *gp,
                     const char *who, llava_err *err);
 
-/* The shared flags --gpu-mem-limit GIB and --step-tokens N; 1 matched (and *i advanced), 0 not
- * this flag, -1 bad value (message in err). */
+/* The shared flags --gpu-mem-limit GIB, --step-tokens N and --quantization fp8|none; 1 matched (and
+ * *i advanced), 0 not this flag, -1 bad value (message in err). */
 int cli_gpu_flag(int argc, char **argv, int *i, llava_gpu_params *gp, llava_err *err);
+/* --quantization's value into gp: "fp8" or "none"; -1 for anything else */
+int cli_quantization(const char *v, llava_gpu_params *gp);
 #define CLI_GPU_FLAGS_HELP                                                                               \
     "  --gpu-mem-limit GIB    use at most this much GPU memory in all (default: what is free)\n"        \
     "  --step-tokens N        tokens per batched GPU step (default: what fits, at most 65536)\n"

@@ -21,7 +21,7 @@
 #include "util/mem.h"
 
 llava_gpu_params llava_gpu_params_default(void) {
-    llava_gpu_params p = {0, 0, 0};
+    llava_gpu_params p = {0, 0, 0, 0};
     return p;
 }
 
@@ -144,7 +144,7 @@ void llava_gpu_free(llava_gpu *g) {
                     g->newline, g->embed, g->norm, g->lm_head == g->embed ? NULL : g->lm_head, g->v_pix, g->v_cols,
                     g->v_x, g->v_h, g->v_qkv, g->v_mlp, g->v_tmp, g->v_qs, g->v_drop_cls, g->v_ids,
                     g->feats, g->x, g->xf, g->h, g->q, g->att, g->kvt, g->gu, g->act, g->kc, g->vc, g->logits, g->d_ids,
-                    g->d_pos, g->d_idx, g->d_kvrow, g->d_kvseq, g->d_step, g->d_out};
+                    g->d_pos, g->d_idx, g->d_kvrow, g->d_kvseq, g->d_step, g->d_out, g->x8, g->sx};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cuda_free(ptrs[i]);
     if (g->cl)
@@ -176,6 +176,34 @@ static int gpu_residual_gemm(void) {
         on = !(e && e[0] == '0');
     }
     return on;
+}
+
+/* --quantization fp8: each decoder linear weight (d_out, d_in) to e4m3 with a scale per row, then
+ * its bf16 copy freed (half the decoder's weight memory) */
+static int quant_weight(llava_gpu *g, bf16 **w, uint8_t **q, float **s, int d_out, int d_in, llava_err *err) {
+    *q = cuda_malloc((size_t)d_out * d_in, "fp8 weights", err);
+    *s = *q ? cuda_malloc(sizeof(float) * (size_t)d_out, "fp8 weight scales", err) : NULL;
+    if (!*s) return -1;
+    cuda_quant_rows_e4m3(g->c, *q, *s, *w, d_out, d_in);
+    cuda_sync(g->c);
+    cuda_free(*w);
+    *w = NULL;
+    return 0;
+}
+
+static int quantize_weights(llava_gpu *g, llava_err *err) {
+    const llava_text_config *c = &g->m->cfg.text;
+    const int H = c->hidden, I = c->intermediate, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim;
+    for (int l = 0; l < c->layers; l++) {
+        gdec_layer *d = &g->dl[l];
+        if (quant_weight(g, &d->wq, &d->q8, &d->q_s, QD, H, err) ||
+            quant_weight(g, &d->w_kv, &d->kv8, &d->kv_s, 2 * KD, H, err) ||
+            quant_weight(g, &d->wo, &d->o8, &d->o_s, H, QD, err) ||
+            quant_weight(g, &d->w_gu, &d->gu8, &d->gu_s, 2 * I, H, err) ||
+            quant_weight(g, &d->w_down, &d->down8, &d->down_s, H, I, err))
+            return -1;
+    }
+    return 0;
 }
 
 static int upload_weights(llava_gpu *g, llava_err *err) {
@@ -250,11 +278,12 @@ static int upload_weights(llava_gpu *g, llava_err *err) {
 size_t gpu_step_ints(int A, int S) { return (size_t)10 * A + 5 * (size_t)S + 16; }
 
 /* bytes of the decoder buffers per step token, and of the KV cache per position */
-static size_t step_token_bytes(const llava_config *c) {
+static size_t step_token_bytes(const llava_config *c, int fp8) {
     const size_t Ht = c->text.hidden, I = c->text.intermediate, QD = (size_t)c->text.heads * c->text.head_dim,
                  KD = (size_t)c->text.kv_heads * c->text.head_dim;
     return sizeof(bf16) * (Ht /* x */ + Ht /* h */ + QD /* q */ + QD /* att */ + 2 * KD + 2 * I + I + Ht /* feats */) +
-           sizeof(float) * Ht /* xf */ + sizeof(int) * (10 + 4) + sizeof(float);
+           sizeof(float) * Ht /* xf */ + sizeof(int) * (10 + 4) + sizeof(float) +
+           (fp8 ? (I > QD ? I : QD) /* x8 */ + sizeof(float) /* sx */ : 0);
 }
 static size_t kv_token_bytes(const llava_config *c) {
     return sizeof(bf16) * 2 * (size_t)c->text.layers * c->text.kv_heads * c->text.head_dim;
@@ -286,7 +315,7 @@ static int plan_memory(llava_gpu *g, const llava_gpu_params *p, size_t free0, si
     (void)free0;
     const double fixed = (double)vision_bytes(g->m, g->vis_tiles) + sizeof(float) * (double)g->max_tree * c->text.vocab;
     budget -= fixed;
-    const double a = (double)step_token_bytes(c), kvb = (double)kv_token_bytes(c);
+    const double a = (double)step_token_bytes(c, g->fp8), kvb = (double)kv_token_bytes(c);
     int A = p->step_tokens, C = p->kv_tokens;
     const int A_min = 2048 > g->max_tree ? 2048 : g->max_tree;
     if (C < 0) { /* what fits: many sequences share the cache (batched generation) */
@@ -358,6 +387,8 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
     size_t free0 = 0, tot = 0, free1 = 0;
     cuda_mem_info(&free0, &tot);
     if (upload_weights(g, err)) goto fail;
+    g->fp8 = p->fp8;
+    if (g->fp8 && quantize_weights(g, err)) goto fail;
     cuda_mem_info(&free1, &tot);
     if (plan_memory(g, p, free0, free0 - free1, err)) goto fail;
     const size_t A = (size_t)g->step_tokens, C = (size_t)g->kv_tokens, VTl = (size_t)g->vis_tiles;
@@ -406,6 +437,17 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
     g->h_ints = xmalloc(sizeof(int) * (2 * A + 4 * LLAVA_GPU_MAX_SEQS + 1));
     ALLOC(g->d_step, sizeof(int) * gpu_step_ints((int)A, g->step_seqs));
     ALLOC(g->d_out, sizeof(float) * A);
+    if (g->fp8) {
+        ALLOC(g->x8, A * (size_t)(I > QD ? I : QD));
+        ALLOC(g->sx, sizeof(float) * A);
+        /* one small GEMM: does this device / cuBLASLt run e4m3 with per-row scales? */
+        cuda_quant_rows_e4m3(g->c, g->x8, g->sx, g->h, 16, Ht);
+        if (cuda_linear_fp8(g->c, g->q, g->x8, g->sx, g->dl[0].q8, g->dl[0].q_s, 16, Ht, QD)) {
+            llava_errf(err, "--quantization fp8: this GPU or cuBLASLt has no e4m3 GEMM with per-row scales "
+                            "(it needs compute capability 8.9+ and CUDA 12.9+); run without it");
+            goto fail;
+        }
+    }
     cuda_sync(g->c);
     {
         size_t free2 = 0;
@@ -416,6 +458,7 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
         g->info.vision_tiles = g->vis_tiles;
         g->info.weights_gib = (double)(free0 - free1) / GIB;
         g->info.buffers_gib = (double)(free1 - free2) / GIB;
+        g->info.fp8 = g->fp8;
         snprintf(g->info.device, sizeof g->info.device, "%s", name);
     }
     *out = g;
@@ -526,6 +569,18 @@ int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H
     return 0;
 }
 
+/* out (n, d_out) = x · wᵀ for a decoder weight: bf16 through cuBLASLt, or with --quantization fp8
+ * x quantized per token into x8/sx, then the e4m3 GEMM against the weight's e4m3 rows (w8, ws) */
+static void dec_linear(llava_gpu *g, bf16 *out, const bf16 *x, const bf16 *w, const uint8_t *w8, const float *ws, int n,
+                       int d_in, int d_out) {
+    if (!g->fp8) {
+        cuda_linear(g->c, out, x, w, NULL, n, d_in, d_out);
+        return;
+    }
+    cuda_quant_rows_e4m3(g->c, g->x8, g->sx, x, n, d_in);
+    CHECK(cuda_linear_fp8(g->c, out, g->x8, g->sx, w8, ws, n, d_in, d_out) == 0); /* probed at load */
+}
+
 void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
     const llava_text_config *c = &g->m->cfg.text;
     const int H = c->hidden, I = c->intermediate, hd = c->head_dim, n = a->n;
@@ -533,7 +588,7 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t lstride = (size_t)g->kv_tokens * KD;
     const int *pos = a->pos;
-    const int acc = gpu_residual_gemm();
+    const int acc = gpu_residual_gemm() && !g->fp8; /* fp8: bf16 GEMM outputs, then the add */
     for (int l = 0; l < c->layers; l++) {
         const gdec_layer *y = &g->dl[l];
         const int last = l + 1 == c->layers;
@@ -547,13 +602,13 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         }
         float *xf = g->xf;
         gpu_prof_begin(g);
-        cuda_linear(g->c, g->kvt, g->h, y->w_kv, NULL, n, H, 2 * KD);
+        dec_linear(g, g->kvt, g->h, y->w_kv, y->kv8, y->kv_s, n, H, 2 * KD);
         if (keep) {
             /* the kept rows' normed input into act (free until the MLP), their queries only */
             cuda_gather_rows(g->c, g->act, g->h, a->keep_rows, m, H);
-            cuda_linear(g->c, g->q, g->act, y->wq, NULL, m, H, QD);
+            dec_linear(g, g->q, g->act, y->wq, y->q8, y->q_s, m, H, QD);
         } else {
-            cuda_linear(g->c, g->q, g->h, y->wq, NULL, n, H, QD);
+            dec_linear(g, g->q, g->h, y->wq, y->q8, y->q_s, n, H, QD);
         }
         gpu_prof_end(g, PR_QKV);
         gpu_prof_begin(g);
@@ -587,13 +642,13 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         if (acc)
             cuda_linear_acc_f32(g->c, xf, g->att, y->wo, m, QD, H); /* x += attn Woᵀ */
         else
-            cuda_linear(g->c, g->h, g->att, y->wo, NULL, m, QD, H);
+            dec_linear(g, g->h, g->att, y->wo, y->o8, y->o_s, m, QD, H);
         gpu_prof_end(g, PR_WO);
         gpu_prof_begin(g);
         cuda_add_rmsnorm_f32(g->c, g->h, xf, acc ? NULL : g->h, y->mlp_norm, m, H, c->eps); /* h = norm(x) */
         gpu_prof_end(g, PR_NORM);
         gpu_prof_begin(g);
-        cuda_linear(g->c, g->gu, g->h, y->w_gu, NULL, m, H, 2 * I);
+        dec_linear(g, g->gu, g->h, y->w_gu, y->gu8, y->gu_s, m, H, 2 * I);
         gpu_prof_end(g, PR_GU);
         gpu_prof_begin(g);
         cuda_swiglu(g->c, g->act, g->gu, m, I);
@@ -602,7 +657,7 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         if (acc)
             cuda_linear_acc_f32(g->c, xf, g->act, y->w_down, m, I, H); /* x += mlp Wdownᵀ */
         else
-            cuda_linear(g->c, g->h, g->act, y->w_down, NULL, m, I, H);
+            dec_linear(g, g->h, g->act, y->w_down, y->down8, y->down_s, m, I, H);
         gpu_prof_end(g, PR_DOWN);
         gpu_prof_begin(g);
         /* the next layer's input norm, or the final norm */

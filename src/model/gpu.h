@@ -24,11 +24,14 @@ typedef struct llava_gpu_params {
                              (classification only), -1 what fits beside the step, else exactly this many */
     int step_tokens;      /* tokens per packed step: 0 = what fits (at most 65536), else exactly */
     double mem_limit_gib; /* device memory the whole process may use (0: the free memory less a margin) */
+    int fp8;              /* 1: the decoder's linear layers in FP8 (e4m3, a scale per weight row and per
+                             token; needs compute capability 8.9+): faster, not bit-equal to bf16 */
 } llava_gpu_params;
 
 typedef struct llava_gpu_info {
     int kv_tokens, step_tokens, step_seqs, vision_tiles;
     double weights_gib, buffers_gib; /* what load reserved */
+    int fp8;                         /* the decoder runs in FP8 */
     char device[128];
 } llava_gpu_info;
 

@@ -28,6 +28,10 @@ typedef struct {
     bf16 *mlp_norm;       /* (H) */
     bf16 *w_gu;           /* (2I, H): gate rows then up rows */
     bf16 *w_down;         /* (H, I) */
+    /* --quantization fp8: the five linear weights above as e4m3 with a scale per row (their bf16
+     * copies freed at load); same order: q, [k | v], o, [gate | up], down */
+    uint8_t *q8, *kv8, *o8, *gu8, *down8;
+    float *q_s, *kv_s, *o_s, *gu_s, *down_s;
 } gdec_layer;
 
 /* LLAVA_PROFILE=1: device time per op kind, from timed events around every op of a step (the
@@ -78,6 +82,9 @@ struct llava_gpu {
     bf16 *h, *q, *att;    /* (A, Ht), (A, QD), (A, QD) */
     bf16 *kvt;            /* (A, 2*KD) this layer's [k | v] */
     bf16 *gu, *act;       /* (A, 2I), (A, I) */
+    int fp8;              /* decoder GEMMs in e4m3 (weights quantized at load) */
+    uint8_t *x8;          /* fp8: (A, I) the GEMM input as e4m3 */
+    float *sx;            /* fp8: (A) its per-token scales */
     bf16 *kc, *vc;        /* (L, C, KD) KV cache (NULL when C = 0) */
     float *logits;        /* (max_tree, V) */
     int *d_ids, *d_pos, *d_idx, *d_kvrow; /* (A) llava_gpu_extend: ids, positions, image rows, cache rows */

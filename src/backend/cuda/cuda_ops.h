@@ -73,6 +73,16 @@ void cuda_linear_acc_f32(cuda_ctx *c, float *out, const bf16 *x, const bf16 *w, 
  * accumulate. Returns how many entries of ms it set (0: none, or no memory). Synchronizes. */
 int cuda_linear_algos(cuda_ctx *c, int n, int d_in, int d_out, int mode, float *ms, int max);
 
+/* FP8 (e4m3) linear layers, the opt-in --quantization fp8 path: q (n, d) e4m3 and scale (n) fp32 =
+ * each row of x over its own scale max|x| / 448 (weights: a scale per output row, once at load;
+ * activations: a scale per token, before each GEMM). */
+void cuda_quant_rows_e4m3(cuda_ctx *c, uint8_t *q, float *scale, const bf16 *x, int n, int d);
+/* out (n, d_out) bf16 = (x8 · sx) · (w8 · sw)ᵀ: e4m3 × e4m3 with fp32 accumulation and the per-token
+ * (sx, n) and per-weight-row (sw, d_out) scales applied by cuBLASLt (outer-vector scaling, CUDA
+ * 12.9+). -1 when this cuBLASLt / device offers no such GEMM (rows must be 16-byte multiples). */
+int cuda_linear_fp8(cuda_ctx *c, bf16 *out, const uint8_t *x8, const float *sx, const uint8_t *w8, const float *sw,
+                    int n, int d_in, int d_out);
+
 /* LayerNorm / RMSNorm over the last dim, fp32 math; out may alias x. */
 void cuda_layernorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n, int d, float eps);
 void cuda_rmsnorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, int n, int d, float eps);

@@ -20,6 +20,8 @@
  */
 #include <string.h>
 
+#include <cuda_fp8.h>
+
 #include "backend/cuda/common.cuh"
 
 static int align_class(const void *p, size_t ld_bytes) {
@@ -42,7 +44,7 @@ void gemm_cache_free(cuda_ctx *c) {
     for (int i = 0; i < GEMM_CACHE_N; i++) plan_destroy(&c->plans[i]);
 }
 
-enum { OUT_BF16 = 0, OUT_F32 = 1, OUT_ACC_F32 = 2 };
+enum { OUT_BF16 = 0, OUT_F32 = 1, OUT_ACC_F32 = 2, FP8_BF16 = 3 }; /* FP8_BF16: e4m3 x e4m3 -> bf16 */
 
 /* up to max of cuBLASLt's offers for plan p (best first by its own model), for operands with the
  * plan's alignment classes; returns how many are usable (state success) at the front of res */
@@ -90,7 +92,8 @@ static gemm_plan *plan_get(cuda_ctx *c, int n, int d_in, int d_out, int mode, in
     p->align_x = ax, p->align_w = aw, p->align_o = ao;
     p->last_use = c->plan_clock;
 
-    cudaDataType_t otype = mode == OUT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cudaDataType_t otype = mode == OUT_BF16 || mode == FP8_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cudaDataType_t itype = mode == FP8_BF16 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -101,8 +104,18 @@ static gemm_plan *plan_get(cuda_ctx *c, int n, int d_in, int d_out, int mode, in
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lw, CUDA_R_16BF, (uint64_t)d_in, (uint64_t)d_out, (int64_t)d_in));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lx, CUDA_R_16BF, (uint64_t)d_in, (uint64_t)n, (int64_t)d_in));
+    if (mode == FP8_BF16) { /* a scale per weight row (A) and per token (B), pointers set per call */
+        int32_t sm = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &sm, sizeof sm));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &sm, sizeof sm));
+        /* the heuristic offers nothing while the scale pointers are unset (session 4, H200): any device
+         * pointer until the call sets the real ones (unverified on a GPU) */
+        const void *any = c->workspace;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &any, sizeof any));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &any, sizeof any));
+    }
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lw, itype, (uint64_t)d_in, (uint64_t)d_out, (int64_t)d_in));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lx, itype, (uint64_t)d_in, (uint64_t)n, (int64_t)d_in));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lo, otype, (uint64_t)d_out, (uint64_t)n, (int64_t)d_out));
 
     cublasLtMatmulHeuristicResult_t res;
@@ -234,6 +247,55 @@ extern "C" void cuda_linear_f32out(cuda_ctx *c, float *out, const bf16 *x, const
 
 extern "C" void cuda_linear_acc_f32(cuda_ctx *c, float *out, const bf16 *x, const bf16 *w, int n, int d_in, int d_out) {
     linear_any(c, out, OUT_ACC_F32, x, w, NULL, n, d_in, d_out);
+}
+
+/* ---- FP8 (e4m3) ----------------------------------------------------------------------------------- */
+
+/* One block per row: s = max |x| / 448 (e4m3's largest finite value), q = e4m3(x / s), saturating. */
+__global__ void __launch_bounds__(256) quant_rows_e4m3_kernel(uint8_t *q, float *scale, const uint16_t *x, int d) {
+    const uint16_t *xr = x + (size_t)blockIdx.x * d;
+    uint8_t *qr = q + (size_t)blockIdx.x * d;
+    float mx = 0.f;
+    for (int k = threadIdx.x; k < d; k += blockDim.x) mx = fmaxf(mx, fabsf(bf2f(xr[k])));
+    __shared__ float part[8];
+    mx = warp_max(mx);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = mx;
+    __syncthreads();
+    mx = part[0];
+    for (int i = 1; i < (int)blockDim.x / 32; i++) mx = fmaxf(mx, part[i]);
+    const float s = mx > 0.f ? mx / 448.f : 1.f, inv = 1.f / s;
+    if (threadIdx.x == 0) scale[blockIdx.x] = s;
+    for (int k = threadIdx.x; k < d; k += blockDim.x)
+        qr[k] = (uint8_t)__nv_cvt_float_to_fp8(bf2f(xr[k]) * inv, __NV_SATFINITE, __NV_E4M3);
+}
+
+extern "C" void cuda_quant_rows_e4m3(cuda_ctx *c, uint8_t *q, float *scale, const bf16 *x, int n, int d) {
+    if (n <= 0 || d <= 0) return;
+    ctx_use(c);
+    quant_rows_e4m3_kernel<<<n, 256, 0, c->stream>>>(q, scale, x, d);
+    LAUNCH_CHECK();
+}
+
+extern "C" int cuda_linear_fp8(cuda_ctx *c, bf16 *out, const uint8_t *x8, const float *sx, const uint8_t *w8,
+                               const float *sw, int n, int d_in, int d_out) {
+    if (n <= 0 || d_out <= 0 || d_in <= 0) return 0;
+    ctx_use(c);
+    const int ax = align_class(x8, (size_t)d_in), aw = align_class(w8, (size_t)d_in);
+    const int ao = align_class(out, (size_t)d_out * 2);
+    if (ax < 16 || aw < 16 || ao < 16) return -1; /* e4m3 GEMMs want 16-byte rows */
+    gemm_plan *p = plan_get(c, n, d_in, d_out, FP8_BF16, 0, ax, aw, ao);
+    if (p->fallback) return -1;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw, sizeof sw));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx, sizeof sx));
+    const float alpha = 1.f, beta = 0.f;
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, w8, p->lw, x8, p->lx, &beta, out, p->lo, out, p->lo,
+                                       &p->algo, c->workspace, c->workspace_bytes, c->stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
+        p->fallback = 1;
+        return -1;
+    }
+    CUBLAS_CHECK(st);
+    return 0;
 }
 
 /* ---- bench: timing cuBLASLt's offers ------------------------------------------------------------------- */
