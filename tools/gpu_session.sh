@@ -3,7 +3,7 @@
 # tools/device_bundle.sh carried): the CUDA tests, a random-weight LLaVA-NeXT-Mistral-7B checkpoint,
 # `llava bench` on workload W1 (free memory and a 22 GiB cap), `llava run` on the 7B, and the
 # transformers baseline on the same card. Logs and JSON go to $OUT (default /tmp/gpu-out).
-#   bash tools/gpu_session.sh tests|bench|serve|chat|mixed|hf|prof|all [images]
+#   bash tools/gpu_session.sh tests|bench|serve|chat|mixed|hf|prof|fp8|all [images]
 set -u
 # the bundled Debian libraries only for our binaries (a global LD_LIBRARY_PATH breaks the machine's curl)
 gpu() { local b=$1; shift; LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} ".gpu/$b" "$@"; }
@@ -72,6 +72,27 @@ PY
     gpu llava run -m $CK -i "$(ls $IMG/*.jpg | head -n 1)" -p "What is shown in this image?" -n 16 --device cuda --json \
         >"$OUT/run7b.json" 2>"$OUT/run7b.err"; echo "run 7B rc=$?"; tail -n 2 "$OUT/run7b.err"
     python3 -c "import json;j=json.load(open('$OUT/run7b.json'));print({k:j[k] for k in j if k in ('prompt_tokens','n_generated','timings','finish_reason')})" 2>&1 | head -c 600; echo
+fi
+# --quantization fp8 against bf16 on W1: images/s of each, then `llava classify` on the same JPEGs
+# both ways and how often the top-1 label agrees (with random weights the 30 labels' probabilities
+# are close, so this is a harder test than a trained model's)
+if [ "$what" = fp8 ]; then
+    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
+    for q in none fp8; do
+        gpu llava bench -m $CK --device cuda --images "$N" --images-dir $IMG --threads 12 --price-per-hour 2.5 \
+            --quantization $q --json >"$OUT/bench_$q.json" 2>"$OUT/bench_$q.err"
+        echo "bench $q rc=$?"; tail -n 2 "$OUT/bench_$q.err"
+        python3 -c "import json;j=json.load(open('$OUT/bench_$q.json'));print({k:j[k] for k in j if not isinstance(j[k],(list,dict))})" 2>&1 | head -c 1500; echo
+    done
+    printf '%s\n' Pool Exterior Bar Lobby Room Suite Bathroom Restaurant "Breakfast Area" Gym Spa Sauna "Meeting Room" \
+        Ballroom Terrace/Patio Balcony View Garden Beach Parking Reception Kitchen "Living Room" "Kids Club" \
+        "Business Center" Elevator Hallway "Facade at Night" "Aerial View" Other >/tmp/w1-labels.txt
+    for q in none fp8; do
+        gpu llava classify -m $CK --device cuda --labels /tmp/w1-labels.txt $IMG -o "$OUT/cls_$q.jsonl" --top-k all \
+            --overwrite --quantization $q >"$OUT/cls_$q.log" 2>&1
+        echo "classify $q rc=$?"; tail -n 2 "$OUT/cls_$q.log"
+    done
+    python3 tools/compare_top1.py "$OUT/cls_none.jsonl" "$OUT/cls_fp8.jsonl"
 fi
 if [ "$what" = prof ]; then
     # device time per op kind (timed events around every op; the steps run one at a time)

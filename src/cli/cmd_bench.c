@@ -464,7 +464,7 @@ int cmd_bench(int argc, char **argv) {
         t_write_ckpt = llava_now() - t0;
         model_dir = ckpt_dir;
     }
-    int use_gpu = cli_want_gpu(o.device, dev_name, sizeof dev_name, &err);
+    int use_gpu = cli_want_gpu(o.device, &o.gp, dev_name, sizeof dev_name, &err);
     if (use_gpu < 0) goto fail;
     t0 = llava_now();
     if (llava_model_load_ex(&m, model_dir, !use_gpu, &err)) {
@@ -479,7 +479,7 @@ int cmd_bench(int argc, char **argv) {
         }
     }
 #endif
-    if (use_gpu && cli_device_open(&m, &gpu, model_dir, o.device, &o.gp, "llava bench", &err)) goto fail;
+    if (use_gpu && cli_device_open(&m, &gpu, o.device, &o.gp, "llava bench", &err)) goto fail;
     t_load = llava_now() - t0;
     if (llava_classifier_new(&clf, m, (const char *const *)labels.v, labels.n, o.question, o.answer, &err)) {
         rc = 2;

@@ -507,13 +507,13 @@ int cmd_classify(int argc, char **argv) {
     }
 
     /* on the GPU the weights go straight from the checkpoint to the device (no fp32 host copies) */
-    int want_gpu = cli_want_gpu(o.device, gpu_name, sizeof gpu_name, &err);
+    int want_gpu = cli_want_gpu(o.device, &o.gp, gpu_name, sizeof gpu_name, &err);
     if (want_gpu < 0) goto fail;
     if (llava_model_load_ex(&m, o.model, !want_gpu, &err)) {
         llava_err_prefix(&err, "cannot load the model %s", o.model);
         goto fail;
     }
-    if (want_gpu && cli_device_open(&m, &gpu, o.model, o.device, &o.gp, "llava", &err)) goto fail;
+    if (want_gpu && cli_device_open(&m, &gpu, o.device, &o.gp, "llava", &err)) goto fail;
     if (llava_classifier_new(&clf, m, (const char *const *)labels.v, labels.n, o.question, o.answer, &err))
         goto fail;
     rcb = (record_ctx){.out = &out, .rec = &rec, .fmt = fmt, .in = &in, .labels = &labels, .min_conf = o.min_conf,

@@ -154,7 +154,7 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     char gpu_name[256] = "";
-    int use_gpu = cli_want_gpu(device, gpu_name, sizeof gpu_name, &aerr);
+    int use_gpu = cli_want_gpu(device, &gpu_params, gpu_name, sizeof gpu_name, &aerr);
     if (use_gpu < 0) {
         fprintf(stderr, "llava run: %s\n", aerr.msg);
         return 1;
@@ -190,7 +190,7 @@ int cmd_run(int argc, char **argv) {
         if (llava_build_prompt(&ids, &n_ids, NULL, m, raw ? raw : prompt, raw != NULL, n_images, n_feats, &err)) goto fail;
         t0 = llava_now();
         gpu_params.kv_tokens = n_ids + gp.max_tokens + 8;
-        if (cli_device_open(&m, &gpu, model_dir, device, &gpu_params, "llava run", &err)) goto fail;
+        if (cli_device_open(&m, &gpu, device, &gpu_params, "llava run", &err)) goto fail;
         if (!gpu) {
             use_gpu = 0;
             free(ids);

@@ -155,7 +155,7 @@ int cmd_serve(int argc, char **argv) {
         served = name_buf;
     }
     char gpu_name[256] = "";
-    int use_gpu = cli_want_gpu(device, gpu_name, sizeof gpu_name, &aerr);
+    int use_gpu = cli_want_gpu(device, &gpu_params, gpu_name, sizeof gpu_name, &aerr);
     if (use_gpu < 0) {
         fprintf(stderr, "llava serve: %s\n", aerr.msg);
         if (allow_remote) llava_fetch_global_cleanup();
@@ -193,7 +193,7 @@ int cmd_serve(int argc, char **argv) {
     if (use_gpu) {
         /* the KV cache takes what the step leaves; running chats share it (each holds prompt + max_tokens) */
         gpu_params.kv_tokens = -1;
-        if (cli_device_open(&m, &gpu, model_dir, device, &gpu_params, "llava serve", &err)) goto done;
+        if (cli_device_open(&m, &gpu, device, &gpu_params, "llava serve", &err)) goto done;
         use_gpu = gpu != NULL;
         if (gpu && ctx > llava_gpu_get_info(gpu)->kv_tokens) ctx = llava_gpu_get_info(gpu)->kv_tokens;
     }

@@ -5,9 +5,12 @@
 
 #include "cli/args.h"
 
-int cli_want_gpu(const char *device, char *name, size_t name_len, llava_err *err) {
-    if (!strcmp(device, "cpu")) return 0;
-    if (llava_gpu_available(name, name_len) > 0) return 1;
+int cli_want_gpu(const char *device, const llava_gpu_params *gp, char *name, size_t name_len, llava_err *err) {
+    int gpu = strcmp(device, "cpu") && llava_gpu_available(name, name_len) > 0;
+    if (!gpu && gp->fp8)
+        return llava_errf(err, "--quantization fp8 runs on a CUDA device (compute capability 8.9+); %s",
+                          strcmp(device, "cpu") ? "none is available here" : "drop it with --device cpu");
+    if (gpu) return 1;
     if (!strcmp(device, "cuda"))
         return llava_errf(err, "--device cuda: no CUDA device is available%s; use --device cpu",
 #ifdef LLAVA_CUDA
@@ -19,20 +22,18 @@ int cli_want_gpu(const char *device, char *name, size_t name_len, llava_err *err
     return 0;
 }
 
-int cli_device_open(llava_model **m, llava_gpu **gpu, const char *dir, const char *device, const llava_gpu_params *gp,
+int cli_device_open(llava_model **m, llava_gpu **gpu, const char *device, const llava_gpu_params *gp,
                     const char *who, llava_err *err) {
     *gpu = NULL;
     if (llava_gpu_load(gpu, *m, gp, err)) {
-        if (!strcmp(device, "cuda")) return -1;
-        fprintf(stderr, "%s: warning: %s; running on the CPU\n", who, err->msg);
-        *gpu = NULL;
-        llava_model_free(*m);
-        *m = NULL;
-        if (llava_model_load_ex(m, dir, 1, err)) {
-            llava_err_prefix(err, "cannot load the model %s", dir);
-            return -1;
+        /* a CUDA device is there but the model does not load on it: an error, not a quiet run on the
+         * CPU (hours for a 7B) */
+        if (strcmp(device, "cuda")) {
+            char msg[sizeof err->msg];
+            memcpy(msg, err->msg, sizeof msg);
+            llava_errf(err, "%s (--device cpu runs it on the CPU)", msg);
         }
-        return 0;
+        return -1;
     }
     const llava_gpu_info *in = llava_gpu_get_info(*gpu);
     fprintf(stderr, "%s: %s: weights %.1f GiB, buffers %.1f GiB (steps of %d tokens, %d vision tiles a pass%s", who,

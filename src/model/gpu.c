@@ -440,12 +440,22 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
     if (g->fp8) {
         ALLOC(g->x8, A * (size_t)(I > QD ? I : QD));
         ALLOC(g->sx, sizeof(float) * A);
-        /* one small GEMM: does this device / cuBLASLt run e4m3 with per-row scales? */
-        cuda_quant_rows_e4m3(g->c, g->x8, g->sx, g->h, 16, Ht);
-        if (cuda_linear_fp8(g->c, g->q, g->x8, g->sx, g->dl[0].q8, g->dl[0].q_s, 16, Ht, QD)) {
-            llava_errf(err, "--quantization fp8: this GPU or cuBLASLt has no e4m3 GEMM with per-row scales "
-                            "(it needs compute capability 8.9+ and CUDA 12.9+); run without it");
-            goto fail;
+        /* does this device / cuBLASLt run e4m3 GEMMs with per-row scales at the model's shapes? (the
+         * SIMT kernel would be far slower than bf16; tiny models with rows that are not 16-byte
+         * multiples run on it anyway) */
+        const int probe_n = A < 256 ? (int)A : 256;
+        if (Ht % 16 == 0 && I % 16 == 0 && QD % 16 == 0) {
+            cuda_memset(g->c, g->act, 0, sizeof(bf16) * (size_t)probe_n * I);
+            cuda_memset(g->c, g->xf, 0, sizeof(float) * (size_t)probe_n * Ht);
+            cuda_quant_rows_e4m3(g->c, g->x8, g->sx, g->act, probe_n, I);
+            const int slow = cuda_linear_fp8(g->c, g->gu, g->x8, g->sx, g->dl[0].down8, g->dl[0].down_s, probe_n, I, Ht) |
+                             cuda_linear_fp8_acc_f32(g->c, g->xf, g->x8, g->sx, g->dl[0].down8, g->dl[0].down_s, probe_n,
+                                                     I, Ht);
+            if (slow) {
+                llava_errf(err, "--quantization fp8: this GPU or cuBLASLt has no e4m3 GEMM with per-row scales "
+                                "(it needs compute capability 8.9+ and CUDA 12.9+); run without it");
+                goto fail;
+            }
         }
     }
     cuda_sync(g->c);
@@ -578,7 +588,18 @@ static void dec_linear(llava_gpu *g, bf16 *out, const bf16 *x, const bf16 *w, co
         return;
     }
     cuda_quant_rows_e4m3(g->c, g->x8, g->sx, x, n, d_in);
-    CHECK(cuda_linear_fp8(g->c, out, g->x8, g->sx, w8, ws, n, d_in, d_out) == 0); /* probed at load */
+    cuda_linear_fp8(g->c, out, g->x8, g->sx, w8, ws, n, d_in, d_out);
+}
+
+/* the same added into the fp32 residual stream xf */
+static void dec_linear_acc(llava_gpu *g, float *xf, const bf16 *x, const bf16 *w, const uint8_t *w8, const float *ws,
+                           int n, int d_in, int d_out) {
+    if (!g->fp8) {
+        cuda_linear_acc_f32(g->c, xf, x, w, n, d_in, d_out);
+        return;
+    }
+    cuda_quant_rows_e4m3(g->c, g->x8, g->sx, x, n, d_in);
+    cuda_linear_fp8_acc_f32(g->c, xf, g->x8, g->sx, w8, ws, n, d_in, d_out);
 }
 
 void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
@@ -588,7 +609,7 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
     const float scale = 1.0f / sqrtf((float)hd);
     const size_t lstride = (size_t)g->kv_tokens * KD;
     const int *pos = a->pos;
-    const int acc = gpu_residual_gemm() && !g->fp8; /* fp8: bf16 GEMM outputs, then the add */
+    const int acc = gpu_residual_gemm();
     for (int l = 0; l < c->layers; l++) {
         const gdec_layer *y = &g->dl[l];
         const int last = l + 1 == c->layers;
@@ -640,7 +661,7 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         }
         gpu_prof_begin(g);
         if (acc)
-            cuda_linear_acc_f32(g->c, xf, g->att, y->wo, m, QD, H); /* x += attn Woᵀ */
+            dec_linear_acc(g, xf, g->att, y->wo, y->o8, y->o_s, m, QD, H); /* x += attn Woᵀ */
         else
             dec_linear(g, g->h, g->att, y->wo, y->o8, y->o_s, m, QD, H);
         gpu_prof_end(g, PR_WO);
@@ -655,7 +676,7 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         gpu_prof_end(g, PR_SWIGLU);
         gpu_prof_begin(g);
         if (acc)
-            cuda_linear_acc_f32(g->c, xf, g->act, y->w_down, m, I, H); /* x += mlp Wdownᵀ */
+            dec_linear_acc(g, xf, g->act, y->w_down, y->down8, y->down_s, m, I, H); /* x += mlp Wdownᵀ */
         else
             dec_linear(g, g->h, g->act, y->w_down, y->down8, y->down_s, m, I, H);
         gpu_prof_end(g, PR_DOWN);

@@ -199,6 +199,57 @@ static void sched_cases(llava_model *m, llava_gpu *g, const char *mname, const c
     }
 }
 
+/* llava_classify_pixels_gpu on every label case of mname against the transformers reference:
+ * identical top-1, probabilities within tol (what: a suffix for the messages) */
+static void classify_cases(llava_model *m, llava_gpu *g, const char *mname, const char *what, const cJSON *labels,
+                           double tol) {
+    llava_err err = {{0}};
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(labels, "cases")) {
+        if (strcmp(cJSON_GetObjectItem(c, "model")->valuestring, mname)) continue;
+        const char *image = cJSON_GetObjectItem(c, "image")->valuestring;
+        const cJSON *labs = cJSON_GetObjectItem(cJSON_GetObjectItem(labels, "label_sets"),
+                                                cJSON_GetObjectItem(c, "labels")->valuestring);
+        int n = cJSON_GetArraySize(labs);
+        const char *ls[64];
+        for (int i = 0; i < n; i++) ls[i] = cJSON_GetArrayItem(labs, i)->valuestring;
+        const cJSON *q = cJSON_GetObjectItem(c, "question"), *a = cJSON_GetObjectItem(c, "answer");
+        llava_classifier *cl = NULL;
+        if (llava_classifier_new(&cl, m, ls, n, cJSON_IsString(q) ? q->valuestring : NULL,
+                                 cJSON_IsString(a) ? a->valuestring : NULL, &err)) {
+            EXPECT(0, "classifier: %s", err.msg);
+            continue;
+        }
+        char path[256];
+        snprintf(path, sizeof path, FIX "ref/images/%s", image);
+        llava_image img = {0};
+        float *px = NULL;
+        int nt = 0;
+        double probs[64];
+        int ok = !llava_image_load(&img, path, 89478485, &err) && !llava_preprocess(&px, &nt, &img, &m->pp, &err) &&
+                 !llava_classify_pixels_gpu(probs, NULL, cl, g, px, nt, img.h, img.w, &err);
+        EXPECT(ok, "%s/%s classify: %s", mname, image, err.msg);
+        if (ok) {
+            const cJSON *rp = cJSON_GetObjectItem(c, "probabilities");
+            int best = 0, rbest = 0;
+            double md = 0;
+            for (int i = 0; i < n; i++) {
+                double r = cJSON_GetArrayItem(rp, i)->valuedouble;
+                if (fabs(probs[i] - r) > md) md = fabs(probs[i] - r);
+                if (probs[i] > probs[best]) best = i;
+                if (r > cJSON_GetArrayItem(rp, rbest)->valuedouble) rbest = i;
+            }
+            EXPECT(best == rbest, "%s/%s%s: GPU top-1 %s, transformers %s", mname, image, what, ls[best], ls[rbest]);
+            EXPECT(md <= tol, "%s/%s%s: GPU probabilities differ by %.3g > %.0e", mname, image, what, md, tol);
+            printf("INFO classify%s %s/%-14s top-1 %s (%s)  max |p - p_ref| %.2e\n", what, mname, image, ls[best],
+                   best == rbest ? "same" : "DIFFERENT", md);
+        }
+        free(px);
+        llava_image_free(&img);
+        llava_classifier_free(cl);
+    }
+}
+
 int main(void) {
     char name[256] = "";
     int nd = llava_gpu_available(name, sizeof name);
@@ -234,48 +285,16 @@ int main(void) {
         snprintf(what, sizeof what, "%s gpu 1000-row steps", models[k]);
         gen_scenario(m, g, what, 4, 1000);
         /* classify on the GPU vs the transformers teacher-forcing reference */
-        cJSON_ArrayForEach(c, cJSON_GetObjectItem(labels, "cases")) {
-            if (strcmp(cJSON_GetObjectItem(c, "model")->valuestring, models[k])) continue;
-            const char *image = cJSON_GetObjectItem(c, "image")->valuestring;
-            const cJSON *labs = cJSON_GetObjectItem(cJSON_GetObjectItem(labels, "label_sets"),
-                                                    cJSON_GetObjectItem(c, "labels")->valuestring);
-            int n = cJSON_GetArraySize(labs);
-            const char *ls[64];
-            for (int i = 0; i < n; i++) ls[i] = cJSON_GetArrayItem(labs, i)->valuestring;
-            const cJSON *q = cJSON_GetObjectItem(c, "question"), *a = cJSON_GetObjectItem(c, "answer");
-            llava_classifier *cl = NULL;
-            if (llava_classifier_new(&cl, m, ls, n, cJSON_IsString(q) ? q->valuestring : NULL,
-                                     cJSON_IsString(a) ? a->valuestring : NULL, &err)) {
-                EXPECT(0, "classifier: %s", err.msg);
-                continue;
-            }
-            char path[256];
-            snprintf(path, sizeof path, FIX "ref/images/%s", image);
-            llava_image img = {0};
-            float *px = NULL;
-            int nt = 0;
-            double probs[64];
-            int ok = !llava_image_load(&img, path, 89478485, &err) && !llava_preprocess(&px, &nt, &img, &m->pp, &err) &&
-                     !llava_classify_pixels_gpu(probs, NULL, cl, g, px, nt, img.h, img.w, &err);
-            EXPECT(ok, "%s/%s classify: %s", models[k], image, err.msg);
-            if (ok) {
-                const cJSON *rp = cJSON_GetObjectItem(c, "probabilities");
-                int best = 0, rbest = 0;
-                double md = 0;
-                for (int i = 0; i < n; i++) {
-                    double r = cJSON_GetArrayItem(rp, i)->valuedouble;
-                    if (fabs(probs[i] - r) > md) md = fabs(probs[i] - r);
-                    if (probs[i] > probs[best]) best = i;
-                    if (r > cJSON_GetArrayItem(rp, rbest)->valuedouble) rbest = i;
-                }
-                EXPECT(best == rbest, "%s/%s: GPU top-1 %s, transformers %s", models[k], image, ls[best], ls[rbest]);
-                EXPECT(md <= 1e-2, "%s/%s: GPU probabilities differ by %.3g > 1e-2", models[k], image, md);
-                printf("INFO classify %s/%-14s top-1 %s (%s)  max |p - p_ref| %.2e\n", models[k], image, ls[best],
-                       best == rbest ? "same" : "DIFFERENT", md);
-            }
-            free(px);
-            llava_image_free(&img);
-            llava_classifier_free(cl);
+        classify_cases(m, g, models[k], "", labels, 1e-2);
+        {
+            /* --quantization fp8: the same label sets, top-1 still the reference's (their margins are
+             * >= 0.11), probabilities within 5e-2 */
+            llava_gpu *g8 = NULL;
+            llava_gpu_params gp8 = llava_gpu_params_default();
+            gp8.fp8 = 1;
+            if (llava_gpu_load(&g8, m, &gp8, &err)) EXPECT(0, "%s fp8 load: %s", models[k], err.msg);
+            else classify_cases(m, g8, models[k], " fp8", labels, 5e-2);
+            llava_gpu_free(g8);
         }
         sched_cases(m, g, models[k], labels);
         llava_gpu_free(g);

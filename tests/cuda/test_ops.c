@@ -260,38 +260,67 @@ static void test_linear_acc(int n, int din, int dout) {
     cuda_free(dx), cuda_free(dw), cuda_free(dacc);
 }
 
+/* e4m3 (1 sign, 4 exponent bits biased by 7, 3 mantissa bits; no infinities, S.1111.111 is NaN) */
+static float e4m3_value(uint8_t q) {
+    const int e = (q >> 3) & 15, m = q & 7;
+    if (e == 15 && m == 7) return NAN;
+    const float v = e ? ldexpf(1.f + m / 8.f, e - 7) : ldexpf(m / 8.f, -6);
+    return q & 0x80 ? -v : v;
+}
+
 /* --quantization fp8: rows quantized to e4m3 with a scale each (max|row| / 448), then the e4m3 GEMM
- * with per-token and per-weight-row scales, against the fp32 product of the unquantized values
- * (e4m3 keeps 3 mantissa bits: relative RMS error ~5 %, bound 8e-2). Skipped without FP8 GEMMs. */
+ * with per-token and per-weight-row scales, into bf16 and added into fp32. Checked against the fp32
+ * product of the dequantized operands (what the GEMM must compute; 1e-2 covers the bf16 output) and
+ * of the unquantized ones (e4m3 keeps 3 mantissa bits: relative RMS error ~3 %, bound 8e-2). Rows
+ * that are not 16-byte multiples run on the SIMT kernel, the rest through cuBLASLt. */
 static void test_linear_fp8(int n, int din, int dout) {
     char shape[128];
     snprintf(shape, sizeof shape, "n=%d %d->%d", n, din, dout);
-    float *x = rand_vec((size_t)n * din, 1.f), *w = rand_vec((size_t)dout * din, 0.05f);
-    float *ref = xmalloc_t((size_t)n * dout * sizeof(float));
+    const size_t nx = (size_t)n * din, nw = (size_t)dout * din, no = (size_t)n * dout;
+    float *x = rand_vec(nx, 1.f), *w = rand_vec(nw, 0.05f), *r = rand_vec(no, 4.f);
+    float *ref = xmalloc_t(no * sizeof(float)), *refq = xmalloc_t(no * sizeof(float));
     cpu_linear(ref, x, w, NULL, n, din, dout);
-    void *dx = up_bf16(x, (size_t)n * din), *dw = up_bf16(w, (size_t)dout * din);
-    void *x8 = out_buf((size_t)n * din), *w8 = out_buf((size_t)dout * din);
-    void *sx = out_buf(sizeof(float) * n), *sw = out_buf(sizeof(float) * dout), *o = out_buf((size_t)n * dout * 2);
+    void *dx = up_bf16(x, nx), *dw = up_bf16(w, nw);
+    void *x8 = out_buf(nx), *w8 = out_buf(nw);
+    void *sx = out_buf(sizeof(float) * n), *sw = out_buf(sizeof(float) * dout), *o = out_buf(no * 2), *acc = out_buf(no * 4);
     cuda_quant_rows_e4m3(C, x8, sx, dx, n, din);
     cuda_quant_rows_e4m3(C, w8, sw, dw, dout, din);
     /* the scales: max |row| / 448 of the bf16 rows */
-    float *gs = down_f32(sx, (size_t)n), *rs = xmalloc_t(sizeof(float) * n), *xb = down_bf16(dx, (size_t)n * din);
-    for (int r = 0; r < n; r++) {
+    float *gs = down_f32(sx, (size_t)n), *gw = down_f32(sw, (size_t)dout), *rs = xmalloc_t(sizeof(float) * n);
+    float *xb = down_bf16(dx, nx);
+    for (int i = 0; i < n; i++) {
         float mx = 0;
-        for (int k = 0; k < din; k++) mx = fmaxf(mx, fabsf(xb[(size_t)r * din + k]));
-        rs[r] = mx / 448.f;
+        for (int k = 0; k < din; k++) mx = fmaxf(mx, fabsf(xb[(size_t)i * din + k]));
+        rs[i] = mx / 448.f;
     }
     check("quant_rows_e4m3", shape, gs, rs, (size_t)n, (size_t)n, 1e-6);
-    if (cuda_linear_fp8(C, o, x8, sx, w8, sw, n, din, dout)) {
-        printf("INFO linear_fp8 %s: no e4m3 GEMM with per-row scales on this device/cuBLASLt; skipped\n", shape);
-    } else {
-        float *g = down_bf16(o, (size_t)n * dout);
-        check("linear_fp8", shape, g, ref, (size_t)n * dout, dout, 8e-2);
-        check_guard("linear_fp8", shape, o, (size_t)n * dout * 2);
-        free(g);
-    }
-    free(x), free(w), free(ref), free(gs), free(rs), free(xb);
+    /* the dequantized operands, and their product */
+    uint8_t *hx = xmalloc_t(nx), *hw = xmalloc_t(nw);
+    cuda_download(C, hx, x8, nx);
+    cuda_download(C, hw, w8, nw);
+    float *xq = xmalloc_t(nx * sizeof(float)), *wq = xmalloc_t(nw * sizeof(float));
+    for (size_t i = 0; i < nx; i++) xq[i] = e4m3_value(hx[i]) * gs[i / din];
+    for (size_t i = 0; i < nw; i++) wq[i] = e4m3_value(hw[i]) * gw[i / din];
+    check("quant_rows_e4m3", "dequantized ~ x", xq, xb, nx, din, 8e-2);
+    cpu_linear(refq, xq, wq, NULL, n, din, dout);
+    const int simt = cuda_linear_fp8(C, o, x8, sx, w8, sw, n, din, dout);
+    char what[160];
+    snprintf(what, sizeof what, "%s %s", shape, simt ? "SIMT" : "cuBLASLt");
+    float *g = down_bf16(o, no);
+    check("linear_fp8", what, g, refq, no, dout, 1e-2);
+    check("linear_fp8", "~ unquantized", g, ref, no, dout, 8e-2);
+    check_guard("linear_fp8", shape, o, no * 2);
+    /* added into fp32 */
+    cuda_upload(C, acc, r, no * 4);
+    cuda_linear_fp8_acc_f32(C, acc, x8, sx, w8, sw, n, din, dout);
+    float *ga = down_f32(acc, no);
+    for (size_t i = 0; i < no; i++) refq[i] += r[i];
+    check("linear_fp8_acc_f32", what, ga, refq, no, dout, 1e-4);
+    check_guard("linear_fp8_acc_f32", shape, acc, no * 4);
+    free(x), free(w), free(r), free(ref), free(refq), free(gs), free(gw), free(rs), free(xb), free(hx), free(hw);
+    free(xq), free(wq), free(g), free(ga);
     cuda_free(dx), cuda_free(dw), cuda_free(x8), cuda_free(w8), cuda_free(sx), cuda_free(sw), cuda_free(o);
+    cuda_free(acc);
 }
 
 static void test_layernorm(int n, int d, int bias, int alias) {
@@ -1417,6 +1446,8 @@ int main(int argc, char **argv) {
     test_linear_fp8(1, 64, 96);
     test_linear_fp8(37, 4096, 1024);
     test_linear_fp8(2478, 1024, 4096);
+    test_linear_fp8(5, 40, 16); /* the tiny models' down projection: SIMT */
+    test_linear_fp8(300, 4096, 256);
 
     /* norms */
     test_layernorm(1, 1024, 1, 0);

@@ -79,9 +79,13 @@ int cuda_linear_algos(cuda_ctx *c, int n, int d_in, int d_out, int mode, float *
 void cuda_quant_rows_e4m3(cuda_ctx *c, uint8_t *q, float *scale, const bf16 *x, int n, int d);
 /* out (n, d_out) bf16 = (x8 · sx) · (w8 · sw)ᵀ: e4m3 × e4m3 with fp32 accumulation and the per-token
  * (sx, n) and per-weight-row (sw, d_out) scales applied by cuBLASLt (outer-vector scaling, CUDA
- * 12.9+). -1 when this cuBLASLt / device offers no such GEMM (rows must be 16-byte multiples). */
+ * 12.9+, compute capability 8.9+); _acc_f32 adds the product into an fp32 out instead. Returns 0
+ * when cuBLASLt ran it, 1 when a slow SIMT kernel did (no such GEMM on this device, or rows that
+ * are not 16-byte multiples); the result is the same either way. */
 int cuda_linear_fp8(cuda_ctx *c, bf16 *out, const uint8_t *x8, const float *sx, const uint8_t *w8, const float *sw,
                     int n, int d_in, int d_out);
+int cuda_linear_fp8_acc_f32(cuda_ctx *c, float *out, const uint8_t *x8, const float *sx, const uint8_t *w8,
+                            const float *sw, int n, int d_in, int d_out);
 
 /* LayerNorm / RMSNorm over the last dim, fp32 math; out may alias x. */
 void cuda_layernorm(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n, int d, float eps);

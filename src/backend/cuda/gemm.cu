@@ -1,7 +1,8 @@
 /* gemm.cu — the linear layers: out (n, d_out) = x (n, d_in) · w (d_out, d_in)ᵀ + b, row-major,
  * bf16 in, fp32 accumulate, bf16 (cuda_linear) or fp32 (cuda_linear_f32out) out, or added into an
  * fp32 out (cuda_linear_acc_f32: the decoder's residual stream, beta = 1 with C = D), through
- * cuBLASLt with the bias folded into the epilogue.
+ * cuBLASLt with the bias folded into the epilogue. --quantization fp8: the same with e4m3 operands
+ * and a scale per row of each (cuda_quant_rows_e4m3, cuda_linear_fp8[_acc_f32]).
  *
  * Row-major to cuBLASLt's column-major: the row-major out (n, d_out) is the column-major
  * (d_out, n) matrix D = op(A)·B with A = w seen column-major as (d_in, d_out), op = transpose, and
@@ -44,7 +45,11 @@ void gemm_cache_free(cuda_ctx *c) {
     for (int i = 0; i < GEMM_CACHE_N; i++) plan_destroy(&c->plans[i]);
 }
 
-enum { OUT_BF16 = 0, OUT_F32 = 1, OUT_ACC_F32 = 2, FP8_BF16 = 3 }; /* FP8_BF16: e4m3 x e4m3 -> bf16 */
+/* the variants: bf16 operands into bf16 / fp32 / added into fp32; e4m3 operands with a scale per
+ * row of each (--quantization fp8) into bf16 / added into fp32 */
+enum { OUT_BF16 = 0, OUT_F32 = 1, OUT_ACC_F32 = 2, FP8_BF16 = 3, FP8_ACC_F32 = 4 };
+static int is_fp8(int mode) { return mode >= FP8_BF16; }
+static int out_f32(int mode) { return mode == OUT_F32 || mode == OUT_ACC_F32 || mode == FP8_ACC_F32; }
 
 /* up to max of cuBLASLt's offers for plan p (best first by its own model), for operands with the
  * plan's alignment classes; returns how many are usable (state success) at the front of res */
@@ -54,10 +59,12 @@ static int heuristics(cuda_ctx *c, const gemm_plan *p, cublasLtMatmulHeuristicRe
     uint64_t ws = c->workspace_bytes;
     uint32_t a_w = (uint32_t)p->align_w, a_x = (uint32_t)p->align_x, a_o = (uint32_t)p->align_o;
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a_w, sizeof a_w));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &a_x, sizeof a_x));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &a_o, sizeof a_o));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &a_o, sizeof a_o));
+    if (!is_fp8(p->mode)) { /* e4m3 operands are 16-byte aligned (checked by the caller) */
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a_w, sizeof a_w));
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &a_x, sizeof a_x));
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &a_o, sizeof a_o));
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &a_o, sizeof a_o));
+    }
     int count = 0;
     if (cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->lw, p->lx, p->lo, p->lo, pref, max, res, &count) !=
         CUBLAS_STATUS_SUCCESS)
@@ -69,7 +76,10 @@ static int heuristics(cuda_ctx *c, const gemm_plan *p, cublasLtMatmulHeuristicRe
     return ok;
 }
 
-static gemm_plan *plan_get(cuda_ctx *c, int n, int d_in, int d_out, int mode, int has_bias, int ax, int aw, int ao) {
+/* the plan of one GEMM shape (cached); sa / sb: the e4m3 modes' scale vectors (the heuristic wants them
+ * set when it is asked; each call sets its own), else NULL */
+static gemm_plan *plan_get(cuda_ctx *c, int n, int d_in, int d_out, int mode, int has_bias, int ax, int aw, int ao,
+                           const void *sa, const void *sb) {
     gemm_plan *victim = &c->plans[0];
     c->plan_clock++;
     for (int i = 0; i < GEMM_CACHE_N; i++) {
@@ -92,8 +102,8 @@ static gemm_plan *plan_get(cuda_ctx *c, int n, int d_in, int d_out, int mode, in
     p->align_x = ax, p->align_w = aw, p->align_o = ao;
     p->last_use = c->plan_clock;
 
-    cudaDataType_t otype = mode == OUT_BF16 || mode == FP8_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    cudaDataType_t itype = mode == FP8_BF16 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
+    cudaDataType_t otype = out_f32(mode) ? CUDA_R_32F : CUDA_R_16BF;
+    cudaDataType_t itype = is_fp8(mode) ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -104,15 +114,12 @@ static gemm_plan *plan_get(cuda_ctx *c, int n, int d_in, int d_out, int mode, in
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
-    if (mode == FP8_BF16) { /* a scale per weight row (A) and per token (B), pointers set per call */
+    if (is_fp8(mode)) { /* a scale per weight row (A) and per token (B), pointers set per call */
         int32_t sm = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &sm, sizeof sm));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &sm, sizeof sm));
-        /* the heuristic offers nothing while the scale pointers are unset (session 4, H200): any device
-         * pointer until the call sets the real ones (unverified on a GPU) */
-        const void *any = c->workspace;
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &any, sizeof any));
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &any, sizeof any));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb));
     }
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lw, itype, (uint64_t)d_in, (uint64_t)d_out, (int64_t)d_in));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lx, itype, (uint64_t)d_in, (uint64_t)n, (int64_t)d_in));
@@ -130,9 +137,17 @@ static gemm_plan *plan_get(cuda_ctx *c, int n, int d_in, int d_out, int mode, in
 /* ---- SIMT fallback: 64x64 output tile, 256 threads, 4x4 outputs each, fp32 accumulate --------- */
 #define FB_T 64
 #define FB_K 16
-template <typename OutT, bool ACC>
-__global__ void __launch_bounds__(256)
-    gemm_fallback_kernel(OutT *out, const uint16_t *x, const uint16_t *w, const uint16_t *b, int n, int d_in, int d_out) {
+__device__ __forceinline__ float ld_in(uint16_t v) { return bf2f(v); }
+__device__ __forceinline__ float ld_in(uint8_t v) {
+    __nv_fp8_e4m3 t;
+    t.__x = v;
+    return (float)t;
+}
+/* InT: uint16_t (bf16) or uint8_t (e4m3, with the row scales sx (n) and sw (d_out)) */
+template <typename InT, typename OutT, bool ACC>
+__global__ void __launch_bounds__(256) gemm_fallback_kernel(OutT *out, const InT *x, const InT *w, const uint16_t *b,
+                                                            const float *sx, const float *sw, int n, int d_in,
+                                                            int d_out) {
     __shared__ float xs[FB_K][FB_T + 1], ws[FB_K][FB_T + 1];
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     int row0 = blockIdx.y * FB_T, col0 = blockIdx.x * FB_T;
@@ -141,8 +156,8 @@ __global__ void __launch_bounds__(256)
         for (int i = threadIdx.x; i < FB_T * FB_K; i += 256) {
             int r = i / FB_K, kk = i % FB_K;
             int gk = k0 + kk;
-            xs[kk][r] = (row0 + r < n && gk < d_in) ? bf2f(x[(size_t)(row0 + r) * d_in + gk]) : 0.f;
-            ws[kk][r] = (col0 + r < d_out && gk < d_in) ? bf2f(w[(size_t)(col0 + r) * d_in + gk]) : 0.f;
+            xs[kk][r] = (row0 + r < n && gk < d_in) ? ld_in(x[(size_t)(row0 + r) * d_in + gk]) : 0.f;
+            ws[kk][r] = (col0 + r < d_out && gk < d_in) ? ld_in(w[(size_t)(col0 + r) * d_in + gk]) : 0.f;
         }
         __syncthreads();
 #pragma unroll
@@ -163,7 +178,9 @@ __global__ void __launch_bounds__(256)
         for (int j = 0; j < 4; j++) {
             int r = row0 + ty + 16 * i, o = col0 + tx + 16 * j;
             if (r < n && o < d_out) {
-                float v = acc[i][j] + (b ? bf2f(b[o]) : 0.f);
+                float v = acc[i][j];
+                if (sx) v *= sx[r] * sw[o];
+                if (b) v += bf2f(b[o]);
                 if constexpr (sizeof(OutT) == 4)
                     out[(size_t)r * d_out + o] = ACC ? out[(size_t)r * d_out + o] + v : v;
                 else
@@ -204,7 +221,7 @@ static void linear_any(cuda_ctx *c, void *out, int mode, const bf16 *x, const bf
     int ax = align_class(x, (size_t)d_in * 2), aw = align_class(w, (size_t)d_in * 2);
     int ao = align_class(out, (size_t)d_out * esz);
     int bias_epi = b && aligned16(b);
-    gemm_plan *p = plan_get(c, n, d_in, d_out, mode, bias_epi, ax, aw, ao);
+    gemm_plan *p = plan_get(c, n, d_in, d_out, mode, bias_epi, ax, aw, ao, NULL, NULL);
     int done = 0;
     if (!p->fallback) {
         if (bias_epi)
@@ -228,11 +245,14 @@ static void linear_any(cuda_ctx *c, void *out, int mode, const bf16 *x, const bf
     dim3 grid(ceil_div(d_out, FB_T), ceil_div(n, FB_T));
     CHECK(grid.y <= 65535);
     if (mode == OUT_ACC_F32)
-        gemm_fallback_kernel<float, true><<<grid, 256, 0, c->stream>>>((float *)out, x, w, b, n, d_in, d_out);
+        gemm_fallback_kernel<uint16_t, float, true>
+            <<<grid, 256, 0, c->stream>>>((float *)out, x, w, b, NULL, NULL, n, d_in, d_out);
     else if (mode == OUT_F32)
-        gemm_fallback_kernel<float, false><<<grid, 256, 0, c->stream>>>((float *)out, x, w, b, n, d_in, d_out);
+        gemm_fallback_kernel<uint16_t, float, false>
+            <<<grid, 256, 0, c->stream>>>((float *)out, x, w, b, NULL, NULL, n, d_in, d_out);
     else
-        gemm_fallback_kernel<uint16_t, false><<<grid, 256, 0, c->stream>>>((uint16_t *)out, x, w, b, n, d_in, d_out);
+        gemm_fallback_kernel<uint16_t, uint16_t, false>
+            <<<grid, 256, 0, c->stream>>>((uint16_t *)out, x, w, b, NULL, NULL, n, d_in, d_out);
     LAUNCH_CHECK();
 }
 
@@ -276,26 +296,51 @@ extern "C" void cuda_quant_rows_e4m3(cuda_ctx *c, uint8_t *q, float *scale, cons
     LAUNCH_CHECK();
 }
 
+/* out = (x8 · sx)(w8 · sw)ᵀ in mode FP8_BF16 or FP8_ACC_F32 (added into out); 0 through cuBLASLt,
+ * 1 through the SIMT kernel (no e4m3 GEMM here, or rows that are not 16-byte multiples) */
+static int linear_fp8(cuda_ctx *c, void *out, int mode, const uint8_t *x8, const float *sx, const uint8_t *w8,
+                      const float *sw, int n, int d_in, int d_out) {
+    if (n <= 0 || d_out <= 0) return 0;
+    ctx_use(c);
+    if (d_in <= 0) {
+        if (mode == FP8_BF16) CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)n * d_out * 2, c->stream));
+        return 0;
+    }
+    const int ax = align_class(x8, (size_t)d_in), aw = align_class(w8, (size_t)d_in);
+    const int ao = align_class(out, (size_t)d_out * (mode == FP8_BF16 ? 2 : 4));
+    if (ax >= 16 && aw >= 16 && ao >= 16) {
+        gemm_plan *p = plan_get(c, n, d_in, d_out, mode, 0, ax, aw, ao, sw, sx);
+        if (!p->fallback) {
+            CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw, sizeof sw));
+            CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx, sizeof sx));
+            const float alpha = 1.f, beta = mode == FP8_ACC_F32 ? 1.f : 0.f;
+            cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, w8, p->lw, x8, p->lx, &beta, out, p->lo, out,
+                                               p->lo, &p->algo, c->workspace, c->workspace_bytes, c->stream);
+            if (st == CUBLAS_STATUS_SUCCESS) return 0;
+            if (st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE) CUBLAS_CHECK(st);
+            p->fallback = 1;
+        }
+    }
+    dim3 grid(ceil_div(d_out, FB_T), ceil_div(n, FB_T));
+    CHECK(grid.y <= 65535);
+    if (mode == FP8_ACC_F32)
+        gemm_fallback_kernel<uint8_t, float, true>
+            <<<grid, 256, 0, c->stream>>>((float *)out, x8, w8, NULL, sx, sw, n, d_in, d_out);
+    else
+        gemm_fallback_kernel<uint8_t, uint16_t, false>
+            <<<grid, 256, 0, c->stream>>>((uint16_t *)out, x8, w8, NULL, sx, sw, n, d_in, d_out);
+    LAUNCH_CHECK();
+    return 1;
+}
+
 extern "C" int cuda_linear_fp8(cuda_ctx *c, bf16 *out, const uint8_t *x8, const float *sx, const uint8_t *w8,
                                const float *sw, int n, int d_in, int d_out) {
-    if (n <= 0 || d_out <= 0 || d_in <= 0) return 0;
-    ctx_use(c);
-    const int ax = align_class(x8, (size_t)d_in), aw = align_class(w8, (size_t)d_in);
-    const int ao = align_class(out, (size_t)d_out * 2);
-    if (ax < 16 || aw < 16 || ao < 16) return -1; /* e4m3 GEMMs want 16-byte rows */
-    gemm_plan *p = plan_get(c, n, d_in, d_out, FP8_BF16, 0, ax, aw, ao);
-    if (p->fallback) return -1;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw, sizeof sw));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx, sizeof sx));
-    const float alpha = 1.f, beta = 0.f;
-    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, w8, p->lw, x8, p->lx, &beta, out, p->lo, out, p->lo,
-                                       &p->algo, c->workspace, c->workspace_bytes, c->stream);
-    if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
-        p->fallback = 1;
-        return -1;
-    }
-    CUBLAS_CHECK(st);
-    return 0;
+    return linear_fp8(c, out, FP8_BF16, x8, sx, w8, sw, n, d_in, d_out);
+}
+
+extern "C" int cuda_linear_fp8_acc_f32(cuda_ctx *c, float *out, const uint8_t *x8, const float *sx, const uint8_t *w8,
+                                       const float *sw, int n, int d_in, int d_out) {
+    return linear_fp8(c, out, FP8_ACC_F32, x8, sx, w8, sw, n, d_in, d_out);
 }
 
 /* ---- bench: timing cuBLASLt's offers ------------------------------------------------------------------- */
@@ -348,7 +393,7 @@ extern "C" int cuda_linear_algos(cuda_ctx *c, int n, int d_in, int d_out, int mo
     LAUNCH_CHECK();
     CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)n * d_out * esz, c->stream));
     /* the heuristic's offers in its own order */
-    gemm_plan *p = plan_get(c, n, d_in, d_out, mode, 0, 256, 256, 256);
+    gemm_plan *p = plan_get(c, n, d_in, d_out, mode, 0, 256, 256, 256, NULL, NULL);
     cublasLtMatmulHeuristicResult_t res[32];
     if (max > 32) max = 32;
     const int count = p->fallback ? 0 : heuristics(c, p, res, max);
