@@ -3,12 +3,13 @@
 
     python3 tools/compare_top1.py reference.jsonl other.jsonl [--json]
 
-Both must be written with `--top-k all` so every label's probability is there. Prints the images
-both have, the share whose top-1 label is the same, that share among images whose reference margin
+Both must be written with `--top-k all` so every label's probability is there; records match by
+the image's file name. Prints the images both have, the share whose top-1 label is the same, that share among images whose reference margin
 (top-1 minus top-2 probability) is at least 0.01 / 0.05 / 0.1, and the mean and largest
 |p - p_ref| over all labels. Exit status 1 when the files share no image.
 """
 import json
+import os
 import sys
 
 
@@ -22,7 +23,8 @@ def load(path):
             r = json.loads(line)
             if "error" in r:
                 continue
-            out[r["id"]] = {t["label"]: t["probability"] for t in r["top_k"]}
+            key = os.path.basename(r.get("image") or r["id"])  # the same file under another folder
+            out[key] = {t["label"]: t["probability"] for t in r["top_k"]}
     return out
 
 

@@ -3,7 +3,7 @@
 # tools/device_bundle.sh carried): the CUDA tests, a random-weight LLaVA-NeXT-Mistral-7B checkpoint,
 # `llava bench` on workload W1 (free memory and a 22 GiB cap), `llava run` on the 7B, and the
 # transformers baseline on the same card. Logs and JSON go to $OUT (default /tmp/gpu-out).
-#   bash tools/gpu_session.sh tests|bench|serve|chat|mixed|hf|prof|fp8|all [images]
+#   bash tools/gpu_session.sh tests|bench|serve|chat|mixed|hf|prof|fp8|fp8acc|all [images]
 set -u
 # the bundled Debian libraries only for our binaries (a global LD_LIBRARY_PATH breaks the machine's curl)
 gpu() { local b=$1; shift; LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} ".gpu/$b" "$@"; }
@@ -35,6 +35,12 @@ for p in sys.argv[1:]:
         print(p, "unreadable", e); continue
     print(p.split("/")[-1], {k: j[k] for k in j if not isinstance(j[k], (list, dict))}, j.get("latency_ms"))
 PY
+}
+# the 30 W1 labels, one a line, for `llava classify --labels`
+write_w1_labels() {
+    printf '%s\n' Pool Exterior Bar Lobby Room Suite Bathroom Restaurant "Breakfast Area" Gym Spa Sauna "Meeting Room" \
+        Ballroom Terrace/Patio Balcony View Garden Beach Parking Reception Kitchen "Living Room" "Kids Club" \
+        "Business Center" Elevator Hallway "Facade at Night" "Aerial View" Other >/tmp/w1-labels.txt
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
 if [ "$what" = tests ] || [ "$what" = all ]; then
@@ -84,15 +90,37 @@ if [ "$what" = fp8 ]; then
         echo "bench $q rc=$?"; tail -n 2 "$OUT/bench_$q.err"
         python3 -c "import json;j=json.load(open('$OUT/bench_$q.json'));print({k:j[k] for k in j if not isinstance(j[k],(list,dict))})" 2>&1 | head -c 1500; echo
     done
-    printf '%s\n' Pool Exterior Bar Lobby Room Suite Bathroom Restaurant "Breakfast Area" Gym Spa Sauna "Meeting Room" \
-        Ballroom Terrace/Patio Balcony View Garden Beach Parking Reception Kitchen "Living Room" "Kids Club" \
-        "Business Center" Elevator Hallway "Facade at Night" "Aerial View" Other >/tmp/w1-labels.txt
+    write_w1_labels
     for q in none fp8; do
         gpu llava classify -m $CK --device cuda --labels /tmp/w1-labels.txt $IMG -o "$OUT/cls_$q.jsonl" --top-k all \
             --overwrite --quantization $q >"$OUT/cls_$q.log" 2>&1
         echo "classify $q rc=$?"; tail -n 2 "$OUT/cls_$q.log"
     done
     python3 tools/compare_top1.py "$OUT/cls_none.jsonl" "$OUT/cls_fp8.jsonl"
+fi
+# FP8's error against transformers in fp32 (tools/hf_label_probs.py) on N W1 images: `llava classify`
+# in bf16, in FP8, and with only some projections in FP8 (LLAVA_FP8_OPS), each compared with
+# tools/compare_top1.py; then transformers in bf16 against its own fp32
+if [ "$what" = fp8acc ]; then
+    [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
+    [ -d $IMG ] || gpu llava bench -m $CK --device cuda --images "$N" --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
+    ls $IMG | sort | head -n "$N" | sed "s|^|$IMG/|" >/tmp/w1-list.txt
+    write_w1_labels
+    timeout 300 python3 tools/hf_label_probs.py -m $CK --images $(cat /tmp/w1-list.txt) -n "$N" --dtype fp32 \
+        -o "$OUT/hf_fp32.jsonl" 2>"$OUT/hf_fp32.err"; echo "hf fp32 rc=$?"; tail -n 2 "$OUT/hf_fp32.err"
+    for v in bf16 all q,kv,o,gu gu,down gu; do
+        q=fp8; [ $v = bf16 ] && q=none
+        LLAVA_FP8_OPS=$([ $v = all ] || [ $v = bf16 ] || echo $v) gpu llava classify -m $CK --device cuda \
+            --labels /tmp/w1-labels.txt /tmp/w1-list.txt -o "/tmp/cls_$v.jsonl" --top-k all --overwrite --quantization $q \
+            >"/tmp/cls_$v.log" 2>&1
+        echo "== llava $v (rc=$?): $(tail -n 1 /tmp/cls_$v.log | grep -o '[0-9.]* images/s')"
+        python3 tools/compare_top1.py "$OUT/hf_fp32.jsonl" "/tmp/cls_$v.jsonl"
+        [ $v = bf16 ] || python3 tools/compare_top1.py "/tmp/cls_bf16.jsonl" "/tmp/cls_$v.jsonl" | sed 's/^/  vs llava bf16: /'
+    done
+    timeout 200 python3 tools/hf_label_probs.py -m $CK --images $(cat /tmp/w1-list.txt) -n "$N" --dtype bf16 \
+        -o "$OUT/hf_bf16.jsonl" 2>"$OUT/hf_bf16.err"; echo "== transformers bf16 rc=$?"; tail -n 1 "$OUT/hf_bf16.err"
+    python3 tools/compare_top1.py "$OUT/hf_fp32.jsonl" "$OUT/hf_bf16.jsonl"
+    tar czf "$OUT/cls.tgz" -C /tmp $(cd /tmp && ls cls_*.jsonl cls_*.log)
 fi
 if [ "$what" = prof ]; then
     # device time per op kind (timed events around every op; the steps run one at a time)

@@ -191,16 +191,33 @@ static int quant_weight(llava_gpu *g, bf16 **w, uint8_t **q, float **s, int d_ou
     return 0;
 }
 
+/* which projections go to e4m3: LLAVA_FP8_OPS, a comma list of q, kv, o, gu, down (default all;
+ * the rest stay bf16), for measuring where FP8's error comes from */
+enum { FP8_Q = 1, FP8_KV = 2, FP8_O = 4, FP8_GU = 8, FP8_DOWN = 16 };
+static int fp8_ops(void) {
+    const char *e = getenv("LLAVA_FP8_OPS");
+    if (!e || !*e) return FP8_Q | FP8_KV | FP8_O | FP8_GU | FP8_DOWN;
+    static const char *const names[] = {"q", "kv", "o", "gu", "down"};
+    int ops = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", e);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        for (int i = 0; i < 5; i++)
+            if (!strcmp(t, names[i])) ops |= 1 << i;
+    return ops;
+}
+
 static int quantize_weights(llava_gpu *g, llava_err *err) {
     const llava_text_config *c = &g->m->cfg.text;
     const int H = c->hidden, I = c->intermediate, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim;
+    const int ops = fp8_ops();
     for (int l = 0; l < c->layers; l++) {
         gdec_layer *d = &g->dl[l];
-        if (quant_weight(g, &d->wq, &d->q8, &d->q_s, QD, H, err) ||
-            quant_weight(g, &d->w_kv, &d->kv8, &d->kv_s, 2 * KD, H, err) ||
-            quant_weight(g, &d->wo, &d->o8, &d->o_s, H, QD, err) ||
-            quant_weight(g, &d->w_gu, &d->gu8, &d->gu_s, 2 * I, H, err) ||
-            quant_weight(g, &d->w_down, &d->down8, &d->down_s, H, I, err))
+        if ((ops & FP8_Q && quant_weight(g, &d->wq, &d->q8, &d->q_s, QD, H, err)) ||
+            (ops & FP8_KV && quant_weight(g, &d->w_kv, &d->kv8, &d->kv_s, 2 * KD, H, err)) ||
+            (ops & FP8_O && quant_weight(g, &d->wo, &d->o8, &d->o_s, H, QD, err)) ||
+            (ops & FP8_GU && quant_weight(g, &d->w_gu, &d->gu8, &d->gu_s, 2 * I, H, err)) ||
+            (ops & FP8_DOWN && quant_weight(g, &d->w_down, &d->down8, &d->down_s, H, I, err)))
             return -1;
     }
     return 0;
@@ -444,7 +461,7 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
          * SIMT kernel would be far slower than bf16; tiny models with rows that are not 16-byte
          * multiples run on it anyway) */
         const int probe_n = A < 256 ? (int)A : 256;
-        if (Ht % 16 == 0 && I % 16 == 0 && QD % 16 == 0) {
+        if (Ht % 16 == 0 && I % 16 == 0 && QD % 16 == 0 && g->dl[0].down8) {
             cuda_memset(g->c, g->act, 0, sizeof(bf16) * (size_t)probe_n * I);
             cuda_memset(g->c, g->xf, 0, sizeof(float) * (size_t)probe_n * Ht);
             cuda_quant_rows_e4m3(g->c, g->x8, g->sx, g->act, probe_n, I);
@@ -583,7 +600,7 @@ int llava_gpu_encode_image(llava_gpu *g, const float *pixels, int n_tiles, int H
  * x quantized per token into x8/sx, then the e4m3 GEMM against the weight's e4m3 rows (w8, ws) */
 static void dec_linear(llava_gpu *g, bf16 *out, const bf16 *x, const bf16 *w, const uint8_t *w8, const float *ws, int n,
                        int d_in, int d_out) {
-    if (!g->fp8) {
+    if (!w8) {
         cuda_linear(g->c, out, x, w, NULL, n, d_in, d_out);
         return;
     }
@@ -594,7 +611,7 @@ static void dec_linear(llava_gpu *g, bf16 *out, const bf16 *x, const bf16 *w, co
 /* the same added into the fp32 residual stream xf */
 static void dec_linear_acc(llava_gpu *g, float *xf, const bf16 *x, const bf16 *w, const uint8_t *w8, const float *ws,
                            int n, int d_in, int d_out) {
-    if (!g->fp8) {
+    if (!w8) {
         cuda_linear_acc_f32(g->c, xf, x, w, n, d_in, d_out);
         return;
     }
