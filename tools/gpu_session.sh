@@ -108,7 +108,7 @@ if [ "$what" = fp8acc ]; then
     write_w1_labels
     timeout 300 python3 tools/hf_label_probs.py -m $CK --images $(cat /tmp/w1-list.txt) -n "$N" --dtype fp32 \
         -o "$OUT/hf_fp32.jsonl" 2>"$OUT/hf_fp32.err"; echo "hf fp32 rc=$?"; tail -n 2 "$OUT/hf_fp32.err"
-    for v in bf16 all q,kv,o,gu gu,down gu; do
+    for v in ${FP8_VARIANTS:-bf16 all q,kv,o,gu gu,down gu}; do
         q=fp8; [ $v = bf16 ] && q=none
         LLAVA_FP8_OPS=$([ $v = all ] || [ $v = bf16 ] || echo $v) gpu llava classify -m $CK --device cuda \
             --labels /tmp/w1-labels.txt /tmp/w1-list.txt -o "/tmp/cls_$v.jsonl" --top-k all --overwrite --quantization $q \

@@ -70,9 +70,8 @@ def main():
                 cont = torch.cat([ids[len(p_text):], torch.tensor([eos])]).cuda()
                 s = float(first[int(cont[0])])
                 if len(cont) > 1:
-                    lg = model.language_model(input_ids=cont[None, :-1], past_key_values=cache, use_cache=True)
-                    h = lg.last_hidden_state if hasattr(lg, "last_hidden_state") else lg[0]
-                    lsm = torch.log_softmax(model.lm_head(h)[0].double(), -1)
+                    lg = model(input_ids=cont[None, :-1], past_key_values=cache, use_cache=True).logits
+                    lsm = torch.log_softmax(lg[0].double(), -1)
                     s += float(sum(lsm[i, int(t)] for i, t in enumerate(cont[1:])))
                 cache.crop(n_p)
                 scores.append(s)
