@@ -660,6 +660,7 @@ int cmd_bench(int argc, char **argv) {
             const llava_gpu_info *gi = llava_gpu_get_info(gpu);
             fprintf(f, ",\"step_tokens\":%d,\"gpu_weights_gib\":%.4g,\"gpu_buffers_gib\":%.4g", gi->step_tokens,
                     gi->weights_gib, gi->buffers_gib);
+            fprintf(f, ",\"quantization\":\"%s\"", gi->fp8 ? "fp8" : "none");
         }
         fprintf(f, ",\"labels\":%d,\"threads\":%d", n_labels, threads);
         fprintf(f, ",\"prompt_tokens_per_image\":%d,\"image_tokens_per_image\":%d,\"tiles_per_image\":%d", T,
@@ -721,7 +722,9 @@ int cmd_bench(int argc, char **argv) {
             printf(", %.1f%% of its sustained rate (%.4g TFLOP/s after %d s of it)", 100.0 * tflops / sustained,
                    sustained, o.gemm_seconds);
         printf("\n  batching    %.3g images per step on average", mean_batch);
-        if (gpu) printf(" (steps of up to %d tokens)", llava_gpu_get_info(gpu)->step_tokens);
+        if (gpu)
+            printf(" (steps of up to %d tokens)%s", llava_gpu_get_info(gpu)->step_tokens,
+                   llava_gpu_get_info(gpu)->fp8 ? "; decoder linear layers in FP8 (e4m3)" : "");
         printf("\n  latency     p50 %.2f ms, p99 %.2f ms (one image alone on an idle device: decode + preprocess + "
                "model, %d runs)\n",
                p50, p99, n_lat);

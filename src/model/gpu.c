@@ -640,12 +640,17 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         }
         float *xf = g->xf;
         gpu_prof_begin(g);
-        dec_linear(g, g->kvt, g->h, y->w_kv, y->kv8, y->kv_s, n, H, 2 * KD);
-        if (keep) {
+        if (y->kv8 && y->q8 && !keep) { /* fp8: h quantized once for both */
+            cuda_quant_rows_e4m3(g->c, g->x8, g->sx, g->h, n, H);
+            cuda_linear_fp8(g->c, g->kvt, g->x8, g->sx, y->kv8, y->kv_s, n, H, 2 * KD);
+            cuda_linear_fp8(g->c, g->q, g->x8, g->sx, y->q8, y->q_s, n, H, QD);
+        } else if (keep) {
+            dec_linear(g, g->kvt, g->h, y->w_kv, y->kv8, y->kv_s, n, H, 2 * KD);
             /* the kept rows' normed input into act (free until the MLP), their queries only */
             cuda_gather_rows(g->c, g->act, g->h, a->keep_rows, m, H);
             dec_linear(g, g->q, g->act, y->wq, y->q8, y->q_s, m, H, QD);
         } else {
+            dec_linear(g, g->kvt, g->h, y->w_kv, y->kv8, y->kv_s, n, H, 2 * KD);
             dec_linear(g, g->q, g->h, y->wq, y->q8, y->q_s, n, H, QD);
         }
         gpu_prof_end(g, PR_QKV);
@@ -682,20 +687,34 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         else
             dec_linear(g, g->h, g->att, y->wo, y->o8, y->o_s, m, QD, H);
         gpu_prof_end(g, PR_WO);
+        /* h = norm(x), then the MLP; fp8: the norm and the SwiGLU write e4m3 rows (x8, sx) directly */
         gpu_prof_begin(g);
-        cuda_add_rmsnorm_f32(g->c, g->h, xf, acc ? NULL : g->h, y->mlp_norm, m, H, c->eps); /* h = norm(x) */
+        if (y->gu8)
+            cuda_add_rmsnorm_f32_e4m3(g->c, g->x8, g->sx, xf, acc ? NULL : g->h, y->mlp_norm, m, H, c->eps);
+        else
+            cuda_add_rmsnorm_f32(g->c, g->h, xf, acc ? NULL : g->h, y->mlp_norm, m, H, c->eps);
         gpu_prof_end(g, PR_NORM);
         gpu_prof_begin(g);
-        dec_linear(g, g->gu, g->h, y->w_gu, y->gu8, y->gu_s, m, H, 2 * I);
+        if (y->gu8)
+            cuda_linear_fp8(g->c, g->gu, g->x8, g->sx, y->gu8, y->gu_s, m, H, 2 * I);
+        else
+            cuda_linear(g->c, g->gu, g->h, y->w_gu, NULL, m, H, 2 * I);
         gpu_prof_end(g, PR_GU);
         gpu_prof_begin(g);
-        cuda_swiglu(g->c, g->act, g->gu, m, I);
+        if (y->down8)
+            cuda_swiglu_e4m3(g->c, g->x8, g->sx, g->gu, m, I);
+        else
+            cuda_swiglu(g->c, g->act, g->gu, m, I);
         gpu_prof_end(g, PR_SWIGLU);
         gpu_prof_begin(g);
-        if (acc)
-            dec_linear_acc(g, xf, g->act, y->w_down, y->down8, y->down_s, m, I, H); /* x += mlp Wdownᵀ */
+        if (y->down8 && acc)
+            cuda_linear_fp8_acc_f32(g->c, xf, g->x8, g->sx, y->down8, y->down_s, m, I, H); /* x += mlp Wdownᵀ */
+        else if (y->down8)
+            cuda_linear_fp8(g->c, g->h, g->x8, g->sx, y->down8, y->down_s, m, I, H);
+        else if (acc)
+            cuda_linear_acc_f32(g->c, xf, g->act, y->w_down, m, I, H);
         else
-            dec_linear(g, g->h, g->act, y->w_down, y->down8, y->down_s, m, I, H);
+            cuda_linear(g->c, g->h, g->act, y->w_down, NULL, m, I, H);
         gpu_prof_end(g, PR_DOWN);
         gpu_prof_begin(g);
         /* the next layer's input norm, or the final norm */

@@ -323,6 +323,69 @@ static void test_linear_fp8(int n, int din, int dout) {
     cuda_free(acc);
 }
 
+/* e4m3 rows q (n, d) and their scales s (n) on the device against the fp32 rows ref they quantize:
+ * the scales max |row| / 448 (1e-5), the dequantized rows within e4m3's error (4e-2 relative RMS) */
+static void check_e4m3_rows(const char *op, const char *shape, const void *q, const void *s, const float *ref, int n,
+                            int d) {
+    const size_t N = (size_t)n * d;
+    uint8_t *hq = xmalloc_t(N);
+    cuda_download(C, hq, q, N);
+    float *gs = down_f32(s, (size_t)n), *rs = xmalloc_t(sizeof(float) * n), *deq = xmalloc_t(N * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        float mx = 0;
+        for (int k = 0; k < d; k++) mx = fmaxf(mx, fabsf(ref[(size_t)i * d + k]));
+        rs[i] = mx > 0 ? mx / 448.f : 1.f;
+    }
+    for (size_t i = 0; i < N; i++) deq[i] = e4m3_value(hq[i]) * gs[i / d];
+    char what[160];
+    snprintf(what, sizeof what, "%s scales", op);
+    check(what, shape, gs, rs, (size_t)n, (size_t)n, 1e-5);
+    check(op, shape, deq, ref, N, d, 4e-2);
+    free(hq), free(gs), free(rs), free(deq);
+}
+
+/* SwiGLU straight to e4m3 rows (the fp8 down projection's input) */
+static void test_swiglu_e4m3(int n, int I) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d I=%d", n, I);
+    const size_t N = (size_t)n * I;
+    float *gu = rand_vec(N * 2, 3.f), *ref = xmalloc_t(N * sizeof(float));
+    for (size_t i = 0; i < 2 * N; i++) gu[i] = bfr(gu[i]);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < I; j++) {
+            const float g = gu[(size_t)i * 2 * I + j], u = gu[(size_t)i * 2 * I + I + j];
+            ref[(size_t)i * I + j] = g / (1.f + expf(-g)) * u;
+        }
+    void *dgu = up_bf16(gu, N * 2), *q = out_buf(N), *sc = out_buf(sizeof(float) * n);
+    cuda_swiglu_e4m3(C, q, sc, dgu, n, I);
+    check_e4m3_rows("swiglu_e4m3", shape, q, sc, ref, n, I);
+    check_guard("swiglu_e4m3", shape, q, N);
+    free(gu), free(ref);
+    cuda_free(dgu), cuda_free(q), cuda_free(sc);
+}
+
+/* x (fp32) += r, then RMSNorm(x) · w straight to e4m3 rows (the fp8 gate/up projection's input) */
+static void test_add_rmsnorm_f32_e4m3(int n, int d, int with_r) {
+    char shape[128];
+    snprintf(shape, sizeof shape, "n=%d d=%d%s", n, d, with_r ? "" : " r=NULL");
+    const size_t N = (size_t)n * d;
+    float *x = rand_vec(N, 2.f), *r = rand_vec(N, 1.f), *w = rand_vec(d, 1.f);
+    float *sum = xmalloc_t(N * sizeof(float)), *ref = xmalloc_t(N * sizeof(float)), *gx = xmalloc_t(N * sizeof(float));
+    for (int k = 0; k < d; k++) w[k] = bfr(w[k]);
+    for (size_t i = 0; i < N; i++) sum[i] = x[i] + (with_r ? bfr(r[i]) : 0.f);
+    cpu_rmsnorm(ref, sum, w, n, d, 1e-5f);
+    float *dx = cuda_malloc(N * sizeof(float), "x", NULL);
+    cuda_upload(C, dx, x, N * sizeof(float));
+    void *dr = up_bf16(r, N), *dw = up_bf16(w, d), *q = out_buf(N), *sc = out_buf(sizeof(float) * n);
+    cuda_add_rmsnorm_f32_e4m3(C, q, sc, dx, with_r ? dr : NULL, dw, n, d, 1e-5f);
+    cuda_download(C, gx, dx, N * sizeof(float));
+    check("add_rmsnorm_f32_e4m3.x", shape, gx, sum, N, d, 1e-6);
+    check_e4m3_rows("add_rmsnorm_f32_e4m3", shape, q, sc, ref, n, d);
+    check_guard("add_rmsnorm_f32_e4m3", shape, q, N);
+    free(x), free(r), free(w), free(sum), free(ref), free(gx);
+    cuda_free(dx), cuda_free(dr), cuda_free(dw), cuda_free(q), cuda_free(sc);
+}
+
 static void test_layernorm(int n, int d, int bias, int alias) {
     char shape[128];
     snprintf(shape, sizeof shape, "n=%d d=%d%s%s", n, d, bias ? "" : " no-bias", alias ? " out=x" : "");
@@ -1448,6 +1511,12 @@ int main(int argc, char **argv) {
     test_linear_fp8(2478, 1024, 4096);
     test_linear_fp8(5, 40, 16); /* the tiny models' down projection: SIMT */
     test_linear_fp8(300, 4096, 256);
+    test_swiglu_e4m3(1, 14336);
+    test_swiglu_e4m3(7, 13);
+    test_swiglu_e4m3(2478, 1024);
+    test_add_rmsnorm_f32_e4m3(1, 4096, 1);
+    test_add_rmsnorm_f32_e4m3(37, 16, 1);
+    test_add_rmsnorm_f32_e4m3(2478, 4096, 0);
 
     /* norms */
     test_layernorm(1, 1024, 1, 0);

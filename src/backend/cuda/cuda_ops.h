@@ -77,6 +77,11 @@ int cuda_linear_algos(cuda_ctx *c, int n, int d_in, int d_out, int mode, float *
  * each row of x over its own scale max|x| / 448 (weights: a scale per output row, once at load;
  * activations: a scale per token, before each GEMM). */
 void cuda_quant_rows_e4m3(cuda_ctx *c, uint8_t *q, float *scale, const bf16 *x, int n, int d);
+/* the same fused into the op that makes the rows (quant.cu): SwiGLU of gu (n, 2I) = [gate | up] into
+ * q (n, I); and x (n, d) fp32 += r (optional), then RMSNorm(x) · w into q (n, d) */
+void cuda_swiglu_e4m3(cuda_ctx *c, uint8_t *q, float *scale, const bf16 *gu, int n, int I);
+void cuda_add_rmsnorm_f32_e4m3(cuda_ctx *c, uint8_t *q, float *scale, float *x, const bf16 *r, const bf16 *w, int n,
+                               int d, float eps);
 /* out (n, d_out) bf16 = (x8 · sx) · (w8 · sw)ᵀ: e4m3 × e4m3 with fp32 accumulation and the per-token
  * (sx, n) and per-weight-row (sw, d_out) scales applied by cuBLASLt (outer-vector scaling, CUDA
  * 12.9+, compute capability 8.9+); _acc_f32 adds the product into an fp32 out instead. Returns 0

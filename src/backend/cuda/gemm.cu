@@ -2,7 +2,7 @@
  * bf16 in, fp32 accumulate, bf16 (cuda_linear) or fp32 (cuda_linear_f32out) out, or added into an
  * fp32 out (cuda_linear_acc_f32: the decoder's residual stream, beta = 1 with C = D), through
  * cuBLASLt with the bias folded into the epilogue. --quantization fp8: the same with e4m3 operands
- * and a scale per row of each (cuda_quant_rows_e4m3, cuda_linear_fp8[_acc_f32]).
+ * and a scale per row of each (cuda_linear_fp8[_acc_f32]; the operands come from quant.cu).
  *
  * Row-major to cuBLASLt's column-major: the row-major out (n, d_out) is the column-major
  * (d_out, n) matrix D = op(A)·B with A = w seen column-major as (d_in, d_out), op = transpose, and
@@ -270,31 +270,6 @@ extern "C" void cuda_linear_acc_f32(cuda_ctx *c, float *out, const bf16 *x, cons
 }
 
 /* ---- FP8 (e4m3) ----------------------------------------------------------------------------------- */
-
-/* One block per row: s = max |x| / 448 (e4m3's largest finite value), q = e4m3(x / s), saturating. */
-__global__ void __launch_bounds__(256) quant_rows_e4m3_kernel(uint8_t *q, float *scale, const uint16_t *x, int d) {
-    const uint16_t *xr = x + (size_t)blockIdx.x * d;
-    uint8_t *qr = q + (size_t)blockIdx.x * d;
-    float mx = 0.f;
-    for (int k = threadIdx.x; k < d; k += blockDim.x) mx = fmaxf(mx, fabsf(bf2f(xr[k])));
-    __shared__ float part[8];
-    mx = warp_max(mx);
-    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = mx;
-    __syncthreads();
-    mx = part[0];
-    for (int i = 1; i < (int)blockDim.x / 32; i++) mx = fmaxf(mx, part[i]);
-    const float s = mx > 0.f ? mx / 448.f : 1.f, inv = 1.f / s;
-    if (threadIdx.x == 0) scale[blockIdx.x] = s;
-    for (int k = threadIdx.x; k < d; k += blockDim.x)
-        qr[k] = (uint8_t)__nv_cvt_float_to_fp8(bf2f(xr[k]) * inv, __NV_SATFINITE, __NV_E4M3);
-}
-
-extern "C" void cuda_quant_rows_e4m3(cuda_ctx *c, uint8_t *q, float *scale, const bf16 *x, int n, int d) {
-    if (n <= 0 || d <= 0) return;
-    ctx_use(c);
-    quant_rows_e4m3_kernel<<<n, 256, 0, c->stream>>>(q, scale, x, d);
-    LAUNCH_CHECK();
-}
 
 /* out = (x8 · sx)(w8 · sw)ᵀ in mode FP8_BF16 or FP8_ACC_F32 (added into out); 0 through cuBLASLt,
  * 1 through the SIMT kernel (no e4m3 GEMM here, or rows that are not 16-byte multiples) */
