@@ -117,6 +117,13 @@ expect_fail "more <image> than images" "image" -- "$BIN" run -m $FIX/tiny-a -i "
 expect_fail "preprocess to unwritable path" "no-such-dir" -- "$BIN" preprocess -m $FIX/tiny-a -i "$IMG" -o "$T/no-such-dir/x.safetensors"
 expect_fail "tokenize without model" "tokenizer.json" -- "$BIN" tokenize -m "$T/nope" "hello"
 expect_fail "--device cuda unavailable" "cuda|CUDA" -- "$BIN" run -m $FIX/tiny-a -i "$IMG" -p hi --device cuda
+# --quantization: only fp8 or none; fp8 only on a CUDA device (this machine runs the CPU path)
+expect_fail "--quantization int4" "fp8 or none" -- "$BIN" run -m $FIX/tiny-a -i "$IMG" -p hi --quantization int4
+expect_fail "classify --quantization int4" "fp8 or none" -- "$BIN" classify -m $FIX/tiny-a --labels a,b "$IMG" -o "$T/q.jsonl" --quantization int4
+expect_fail "bench --quantization int4" "fp8 or none" -- "$BIN" bench -m $FIX/tiny-a --images 1 --quantization int4
+expect_fail "fp8 on the CPU" "fp8.*CUDA" -- "$BIN" run -m $FIX/tiny-a -i "$IMG" -p hi --device cpu --quantization fp8
+expect_fail "classify fp8 on the CPU" "fp8.*CUDA" -- "$BIN" classify -m $FIX/tiny-a --labels a,b "$IMG" -o "$T/q.jsonl" --device cpu --quantization fp8
+expect_fail "serve fp8 on the CPU" "fp8.*CUDA" -- "$BIN" serve -m $FIX/tiny-a --device cpu --quantization fp8 --port 0
 
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -9,7 +9,7 @@ int cli_want_gpu(const char *device, const llava_gpu_params *gp, char *name, siz
     int gpu = strcmp(device, "cpu") && llava_gpu_available(name, name_len) > 0;
     if (!gpu && gp->fp8)
         return llava_errf(err, "--quantization fp8 runs on a CUDA device (compute capability 8.9+); %s",
-                          strcmp(device, "cpu") ? "none is available here" : "drop it with --device cpu");
+                          strcmp(device, "cpu") ? "none is available here" : "leave it out with --device cpu");
     if (gpu) return 1;
     if (!strcmp(device, "cuda"))
         return llava_errf(err, "--device cuda: no CUDA device is available%s; use --device cpu",
