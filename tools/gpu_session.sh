@@ -125,8 +125,9 @@ fi
 if [ "$what" = prof ]; then
     # device time per op kind (timed events around every op; the steps run one at a time)
     [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
-    LLAVA_PROFILE=1 gpu llava bench -m $CK --images 64 --threads 12 --gemm-size 0 2>&1 | grep -A13 LLAVA_PROFILE
-    gpu test_ops --bench-only 2>&1 | grep -E "^TIME" | cut -c1-120
+    LLAVA_PROFILE=1 gpu llava bench -m $CK --images 64 --threads 12 --gemm-size 0 ${PROF_ARGS:-} 2>&1 |
+        grep -A13 LLAVA_PROFILE
+    [ "${PROF_OPS:-1}" = 0 ] || gpu test_ops --bench-only 2>&1 | grep -E "^TIME" | cut -c1-120
 fi
 if [ "$what" = serve ] || [ "$what" = all ]; then
     # llava serve on the GPU under W1 load (bench/serve_load.py through the openai client)
