@@ -1510,13 +1510,19 @@ int main(int argc, char **argv) {
     test_linear_fp8(37, 4096, 1024);
     test_linear_fp8(2478, 1024, 4096);
     test_linear_fp8(5, 40, 16); /* the tiny models' down projection: SIMT */
+    test_linear_fp8(3, 20, 8);  /* rows that are not multiples of 8: the plain quantization kernel */
     test_linear_fp8(300, 4096, 256);
+    /* the register-resident kernels (widths that are multiples of 8, up to 16384) and the plain ones */
     test_swiglu_e4m3(1, 14336);
     test_swiglu_e4m3(7, 13);
     test_swiglu_e4m3(2478, 1024);
+    test_swiglu_e4m3(3, 40);
+    test_swiglu_e4m3(2, 20000);
     test_add_rmsnorm_f32_e4m3(1, 4096, 1);
     test_add_rmsnorm_f32_e4m3(37, 16, 1);
     test_add_rmsnorm_f32_e4m3(2478, 4096, 0);
+    test_add_rmsnorm_f32_e4m3(5, 1000, 1);
+    test_add_rmsnorm_f32_e4m3(3, 4100, 1);
 
     /* norms */
     test_layernorm(1, 1024, 1, 0);
