@@ -20,7 +20,7 @@ start_serve() {
     [ -d .gpu-wheels ] && python3 -m pip install -q --no-index --find-links .gpu-wheels openai >"$OUT/pip.log" 2>&1
     [ -f $CK/config.json ] || python3 tools/make_random_checkpoint.py --out $CK >"$OUT/ckpt.log" 2>&1
     [ -d $IMG ] || gpu llava bench -m $CK --images 64 --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
-    LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} .gpu/llava serve -m $CK --port 8765 --device cuda >"$OUT/$1" 2>&1 &
+    LD_LIBRARY_PATH=$PWD/.gpu/lib:${LD_LIBRARY_PATH:-} .gpu/llava serve -m $CK --port 8765 --device cuda ${SERVE_ARGS:-} >"$OUT/$1" 2>&1 &
     srv=$!
     for _ in $(seq 1 120); do curl -sf http://127.0.0.1:8765/health >/dev/null && break; sleep 1; done
 }
