@@ -45,8 +45,6 @@ __global__ void add_kernel(uint16_t *x, const uint16_t *r, size_t n, int vec) {
     for (size_t i = nv * 8 + t; i < n; i += stride) x[i] = f2bf(bf2f(x[i]) + bf2f(r[i]));
 }
 
-__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
-
 /* vec: I % 8 == 0 and both pointers 16-byte aligned, so every 8-group stays inside one row */
 __global__ void swiglu_kernel(uint16_t *out, const uint16_t *gu, int n, int I, int vec) {
     size_t stride = (size_t)gridDim.x * blockDim.x, t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;

@@ -134,6 +134,23 @@ __device__ __forceinline__ void load8(float f[8], const uint16_t *p) {
         f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
     }
 }
+/* 8 fp32 of the residual stream at x (16-byte aligned) into v; with r (8 bf16, 16-byte aligned) the
+ * sum x + r, also written back to x */
+__device__ __forceinline__ void load8_add_f32(float v[8], float *x, const uint16_t *r) {
+    const float4 a = *reinterpret_cast<const float4 *>(x), b = *reinterpret_cast<const float4 *>(x + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    if (r) {
+        float f[8];
+        load8(f, r);
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] += f[i];
+        *reinterpret_cast<float4 *>(x) = make_float4(v[0], v[1], v[2], v[3]);
+        *reinterpret_cast<float4 *>(x + 4) = make_float4(v[4], v[5], v[6], v[7]);
+    }
+}
+
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.f + expf(-g)) * u; }
+
 __device__ __forceinline__ void store8(uint16_t *p, const float f[8]) {
     uint32_t w[4];
 #pragma unroll

@@ -251,16 +251,8 @@ __global__ void __launch_bounds__(256)
     if (VEC) {
 #pragma unroll 4
         for (int k = lane * 8; k < d; k += 256) {
-            float4 a = *reinterpret_cast<const float4 *>(xr + k), b = *reinterpret_cast<const float4 *>(xr + k + 4);
-            float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-            if (rr) {
-                float f[8];
-                load8(f, rr + k);
-#pragma unroll
-                for (int i = 0; i < 8; i++) v[i] += f[i];
-                *reinterpret_cast<float4 *>(xr + k) = make_float4(v[0], v[1], v[2], v[3]);
-                *reinterpret_cast<float4 *>(xr + k + 4) = make_float4(v[4], v[5], v[6], v[7]);
-            }
+            float v[8];
+            load8_add_f32(v, xr + k, rr ? rr + k : nullptr);
 #pragma unroll
             for (int i = 0; i < 8; i++) ss += v[i] * v[i];
         }
@@ -300,17 +292,7 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
     for (int c = 0; c < CH; c++) {
         const int k = (c * 128 + threadIdx.x) * 8;
-        float4 a = *reinterpret_cast<const float4 *>(xr + k), b = *reinterpret_cast<const float4 *>(xr + k + 4);
-        v[c][0] = a.x, v[c][1] = a.y, v[c][2] = a.z, v[c][3] = a.w;
-        v[c][4] = b.x, v[c][5] = b.y, v[c][6] = b.z, v[c][7] = b.w;
-        if (rr) {
-            float f[8];
-            load8(f, rr + k);
-#pragma unroll
-            for (int i = 0; i < 8; i++) v[c][i] += f[i];
-            *reinterpret_cast<float4 *>(xr + k) = make_float4(v[c][0], v[c][1], v[c][2], v[c][3]);
-            *reinterpret_cast<float4 *>(xr + k + 4) = make_float4(v[c][4], v[c][5], v[c][6], v[c][7]);
-        }
+        load8_add_f32(v[c], xr + k, rr ? rr + k : nullptr);
 #pragma unroll
         for (int i = 0; i < 8; i++) ss += v[c][i] * v[c][i];
     }
