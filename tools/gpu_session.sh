@@ -106,20 +106,21 @@ if [ "$what" = fp8acc ]; then
     [ -d $IMG ] || gpu llava bench -m $CK --device cuda --images "$N" --images-dir $IMG --gemm-size 0 >/dev/null 2>&1
     ls $IMG | sort | head -n "$N" | sed "s|^|$IMG/|" >/tmp/w1-list.txt
     write_w1_labels
-    timeout 300 python3 tools/hf_label_probs.py -m $CK --images $(cat /tmp/w1-list.txt) -n "$N" --dtype fp32 \
-        -o "$OUT/hf_fp32.jsonl" 2>"$OUT/hf_fp32.err"; echo "hf fp32 rc=$?"; tail -n 2 "$OUT/hf_fp32.err"
+    HF=${FP8ACC_HF:-1} # 0: no transformers runs (each variant against llava bf16 only)
+    [ "$HF" = 0 ] || { timeout 300 python3 tools/hf_label_probs.py -m $CK --images $(cat /tmp/w1-list.txt) -n "$N" \
+        --dtype fp32 -o "$OUT/hf_fp32.jsonl" 2>"$OUT/hf_fp32.err"; echo "hf fp32 rc=$?"; tail -n 2 "$OUT/hf_fp32.err"; }
     for v in ${FP8_VARIANTS:-bf16 all q,kv,o,gu gu,down gu}; do
         q=fp8; [ $v = bf16 ] && q=none
         LLAVA_FP8_OPS=$([ $v = all ] || [ $v = bf16 ] || echo $v) gpu llava classify -m $CK --device cuda \
             --labels /tmp/w1-labels.txt /tmp/w1-list.txt -o "/tmp/cls_$v.jsonl" --top-k all --overwrite --quantization $q \
             >"/tmp/cls_$v.log" 2>&1
         echo "== llava $v (rc=$?): $(tail -n 1 /tmp/cls_$v.log | grep -o '[0-9.]* images/s')"
-        python3 tools/compare_top1.py "$OUT/hf_fp32.jsonl" "/tmp/cls_$v.jsonl"
+        [ "$HF" = 0 ] || python3 tools/compare_top1.py "$OUT/hf_fp32.jsonl" "/tmp/cls_$v.jsonl"
         [ $v = bf16 ] || python3 tools/compare_top1.py "/tmp/cls_bf16.jsonl" "/tmp/cls_$v.jsonl" | sed 's/^/  vs llava bf16: /'
     done
-    timeout 200 python3 tools/hf_label_probs.py -m $CK --images $(cat /tmp/w1-list.txt) -n "$N" --dtype bf16 \
-        -o "$OUT/hf_bf16.jsonl" 2>"$OUT/hf_bf16.err"; echo "== transformers bf16 rc=$?"; tail -n 1 "$OUT/hf_bf16.err"
-    python3 tools/compare_top1.py "$OUT/hf_fp32.jsonl" "$OUT/hf_bf16.jsonl"
+    [ "$HF" = 0 ] || { timeout 200 python3 tools/hf_label_probs.py -m $CK --images $(cat /tmp/w1-list.txt) -n "$N" \
+        --dtype bf16 -o "$OUT/hf_bf16.jsonl" 2>"$OUT/hf_bf16.err"; echo "== transformers bf16 rc=$?"
+        tail -n 1 "$OUT/hf_bf16.err"; python3 tools/compare_top1.py "$OUT/hf_fp32.jsonl" "$OUT/hf_bf16.jsonl"; }
     tar czf "$OUT/cls.tgz" -C /tmp $(cd /tmp && ls cls_*.jsonl cls_*.log)
 fi
 if [ "$what" = prof ]; then
