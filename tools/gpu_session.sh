@@ -109,7 +109,7 @@ if [ "$what" = fp8acc ]; then
     HF=${FP8ACC_HF:-1} # 0: no transformers runs (each variant against llava bf16 only)
     [ "$HF" = 0 ] || { timeout 300 python3 tools/hf_label_probs.py -m $CK --images $(cat /tmp/w1-list.txt) -n "$N" \
         --dtype fp32 -o "$OUT/hf_fp32.jsonl" 2>"$OUT/hf_fp32.err"; echo "hf fp32 rc=$?"; tail -n 2 "$OUT/hf_fp32.err"; }
-    for v in ${FP8_VARIANTS:-bf16 default all gu,down}; do
+    for v in ${FP8_VARIANTS:-bf16 default gu,down}; do
         q=fp8; [ $v = bf16 ] && q=none
         LLAVA_FP8_OPS=$([ $v = default ] || [ $v = bf16 ] || echo $v) gpu llava classify -m $CK --device cuda \
             --labels /tmp/w1-labels.txt /tmp/w1-list.txt -o "/tmp/cls_$v.jsonl" --top-k all --overwrite --quantization $q \
