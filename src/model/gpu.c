@@ -5,7 +5,8 @@
  *
  * Weights are bf16 on the device (BF16 tensors uploaded as they are in the file, F32/F16
  * converted); activations bf16, norms/softmax fp32 inside the kernels, the decoder's residual
- * stream fp32 (closer to the fp32 reference), logits fp32.
+ * stream fp32 (closer to the fp32 reference), logits fp32. With --quantization fp8 the decoder's
+ * projections are e4m3 instead (quantize_weights, dec_linear; docs/cuda.md).
  */
 #include "model/gpu.h"
 
