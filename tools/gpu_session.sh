@@ -174,7 +174,7 @@ if [ "$what" = mixed ]; then
     kill -TERM $srv; wait $srv; echo "serve exit rc=$?"
 fi
 if [ "$what" = hf ] || [ "$what" = all ]; then
-    python3 tools/bench_hf.py -m $CK --images $IMG -n 64 --batches "${HF_BATCHES:-1,16,32}" --price-per-hour 2.5 \
+    python3 tools/bench_hf.py -m $CK --images $IMG -n ${HF_N:-64} --batches "${HF_BATCHES:-1,16,32}" --price-per-hour 2.5 \
         >"$OUT/bench_hf.jsonl" 2>"$OUT/bench_hf.err"; echo "bench_hf rc=$?"
     tail -n 4 "$OUT/bench_hf.jsonl"
 fi
