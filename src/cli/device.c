@@ -36,9 +36,9 @@ int cli_device_open(llava_model **m, llava_gpu **gpu, const char *device, const 
         return -1;
     }
     const llava_gpu_info *in = llava_gpu_get_info(*gpu);
-    fprintf(stderr, "%s: %s: weights %.1f GiB, buffers %.1f GiB (steps of %d tokens, %d vision tiles a pass%s", who,
-            in->device, in->weights_gib, in->buffers_gib, in->step_tokens, in->vision_tiles,
-            in->kv_tokens ? ", KV cache " : ")\n");
+    fprintf(stderr, "%s: %s: weights %.1f GiB%s, buffers %.1f GiB (steps of %d tokens, %d vision tiles a pass%s", who,
+            in->device, in->weights_gib, in->fp8 ? " (decoder in FP8)" : "", in->buffers_gib, in->step_tokens,
+            in->vision_tiles, in->kv_tokens ? ", KV cache " : ")\n");
     if (in->kv_tokens) fprintf(stderr, "%d positions)\n", in->kv_tokens);
     return 0;
 }
