@@ -50,6 +50,14 @@ def main():
     question = QUESTION.replace("{labels}", ",".join(labels))
     user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
     prompt = proc.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+    # each label's continuation: the tokens after the prompt's text tokens, then EOS (the same for every image)
+    p_text = proc.tokenizer(prompt, add_special_tokens=True, return_tensors="pt")["input_ids"][0]
+    conts = []
+    for lab in labels:
+        ids = proc.tokenizer(prompt + " " + ANSWER.replace("{label}", lab), add_special_tokens=True,
+                             return_tensors="pt")["input_ids"][0]
+        assert torch.equal(ids[:len(p_text)], p_text), "prompt tokens are not a prefix"
+        conts.append(torch.cat([ids[len(p_text):], torch.tensor([eos])]).cuda())
     t0 = time.time()
     with open(a.output, "w") as out, torch.inference_mode():
         for path in paths:
@@ -61,13 +69,7 @@ def main():
             cache, first = r.past_key_values, torch.log_softmax(r.logits[0, -1].double(), -1)
             n_p = int(p_ids.shape[0])
             scores = []
-            for lab in labels:
-                ids = proc.tokenizer(prompt + " " + ANSWER.replace("{label}", lab), add_special_tokens=True,
-                                     return_tensors="pt")["input_ids"][0]
-                # the continuation: the tokens after the prompt's text tokens, then EOS
-                p_text = proc.tokenizer(prompt, add_special_tokens=True, return_tensors="pt")["input_ids"][0]
-                assert torch.equal(ids[:len(p_text)], p_text), "prompt tokens are not a prefix"
-                cont = torch.cat([ids[len(p_text):], torch.tensor([eos])]).cuda()
+            for cont in conts:
                 s = float(first[int(cont[0])])
                 if len(cont) > 1:
                     lg = model(input_ids=cont[None, :-1], past_key_values=cache, use_cache=True).logits

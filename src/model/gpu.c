@@ -645,17 +645,14 @@ void gpu_decoder(llava_gpu *g, const gpu_dec_args *a) {
         }
         float *xf = g->xf;
         gpu_prof_begin(g);
-        if (y->kv8 && y->q8 && !keep) { /* fp8: h quantized once for both */
-            cuda_quant_rows_e4m3(g->c, g->x8, g->sx, g->h, n, H);
-            cuda_linear_fp8(g->c, g->kvt, g->x8, g->sx, y->kv8, y->kv_s, n, H, 2 * KD);
-            cuda_linear_fp8(g->c, g->q, g->x8, g->sx, y->q8, y->q_s, n, H, QD);
-        } else if (keep) {
-            dec_linear(g, g->kvt, g->h, y->w_kv, y->kv8, y->kv_s, n, H, 2 * KD);
+        dec_linear(g, g->kvt, g->h, y->w_kv, y->kv8, y->kv_s, n, H, 2 * KD);
+        if (keep) {
             /* the kept rows' normed input into act (free until the MLP), their queries only */
             cuda_gather_rows(g->c, g->act, g->h, a->keep_rows, m, H);
             dec_linear(g, g->q, g->act, y->wq, y->q8, y->q_s, m, H, QD);
+        } else if (y->q8 && y->kv8) { /* fp8: x8 still holds h, quantized for k/v */
+            cuda_linear_fp8(g->c, g->q, g->x8, g->sx, y->q8, y->q_s, n, H, QD);
         } else {
-            dec_linear(g, g->kvt, g->h, y->w_kv, y->kv8, y->kv_s, n, H, 2 * KD);
             dec_linear(g, g->q, g->h, y->wq, y->q8, y->q_s, n, H, QD);
         }
         gpu_prof_end(g, PR_QKV);

@@ -268,6 +268,34 @@ static float e4m3_value(uint8_t q) {
     return q & 0x80 ? -v : v;
 }
 
+/* the e4m3 rows q (n, d) and their scales s (n) on the device, as the fp32 values they stand for */
+static float *dequant_e4m3(const void *q, const void *s, int n, int d) {
+    const size_t N = (size_t)n * d;
+    uint8_t *hq = xmalloc_t(N);
+    cuda_download(C, hq, q, N);
+    float *gs = down_f32(s, (size_t)n), *deq = xmalloc_t(N * sizeof(float));
+    for (size_t i = 0; i < N; i++) deq[i] = e4m3_value(hq[i]) * gs[i / d];
+    free(hq), free(gs);
+    return deq;
+}
+
+/* e4m3 rows q (n, d) and their scales s (n) on the device against the fp32 rows ref they quantize:
+ * the scales max |row| / 448 (1e-6), the dequantized rows within e4m3's error (4e-2 relative RMS) */
+static void check_e4m3_rows(const char *op, const char *shape, const void *q, const void *s, const float *ref, int n,
+                            int d) {
+    float *gs = down_f32(s, (size_t)n), *rs = xmalloc_t(sizeof(float) * n), *deq = dequant_e4m3(q, s, n, d);
+    for (int i = 0; i < n; i++) {
+        float mx = 0;
+        for (int k = 0; k < d; k++) mx = fmaxf(mx, fabsf(ref[(size_t)i * d + k]));
+        rs[i] = mx > 0 ? mx / 448.f : 1.f;
+    }
+    char what[160];
+    snprintf(what, sizeof what, "%s scales", op);
+    check(what, shape, gs, rs, (size_t)n, (size_t)n, 1e-6);
+    check(op, shape, deq, ref, (size_t)n * d, d, 4e-2);
+    free(gs), free(rs), free(deq);
+}
+
 /* --quantization fp8: rows quantized to e4m3 with a scale each (max|row| / 448), then the e4m3 GEMM
  * with per-token and per-weight-row scales, into bf16 and added into fp32. Checked against the fp32
  * product of the dequantized operands (what the GEMM must compute; 1e-2 covers the bf16 output) and
@@ -285,23 +313,10 @@ static void test_linear_fp8(int n, int din, int dout) {
     void *sx = out_buf(sizeof(float) * n), *sw = out_buf(sizeof(float) * dout), *o = out_buf(no * 2), *acc = out_buf(no * 4);
     cuda_quant_rows_e4m3(C, x8, sx, dx, n, din);
     cuda_quant_rows_e4m3(C, w8, sw, dw, dout, din);
-    /* the scales: max |row| / 448 of the bf16 rows */
-    float *gs = down_f32(sx, (size_t)n), *gw = down_f32(sw, (size_t)dout), *rs = xmalloc_t(sizeof(float) * n);
+    /* x's rows and scales against the bf16 rows; the product of the dequantized operands */
     float *xb = down_bf16(dx, nx);
-    for (int i = 0; i < n; i++) {
-        float mx = 0;
-        for (int k = 0; k < din; k++) mx = fmaxf(mx, fabsf(xb[(size_t)i * din + k]));
-        rs[i] = mx / 448.f;
-    }
-    check("quant_rows_e4m3", shape, gs, rs, (size_t)n, (size_t)n, 1e-6);
-    /* the dequantized operands, and their product */
-    uint8_t *hx = xmalloc_t(nx), *hw = xmalloc_t(nw);
-    cuda_download(C, hx, x8, nx);
-    cuda_download(C, hw, w8, nw);
-    float *xq = xmalloc_t(nx * sizeof(float)), *wq = xmalloc_t(nw * sizeof(float));
-    for (size_t i = 0; i < nx; i++) xq[i] = e4m3_value(hx[i]) * gs[i / din];
-    for (size_t i = 0; i < nw; i++) wq[i] = e4m3_value(hw[i]) * gw[i / din];
-    check("quant_rows_e4m3", "dequantized ~ x", xq, xb, nx, din, 8e-2);
+    check_e4m3_rows("quant_rows_e4m3", shape, x8, sx, xb, n, din);
+    float *xq = dequant_e4m3(x8, sx, n, din), *wq = dequant_e4m3(w8, sw, dout, din);
     cpu_linear(refq, xq, wq, NULL, n, din, dout);
     const int simt = cuda_linear_fp8(C, o, x8, sx, w8, sw, n, din, dout);
     char what[160];
@@ -317,31 +332,9 @@ static void test_linear_fp8(int n, int din, int dout) {
     for (size_t i = 0; i < no; i++) refq[i] += r[i];
     check("linear_fp8_acc_f32", what, ga, refq, no, dout, 1e-4);
     check_guard("linear_fp8_acc_f32", shape, acc, no * 4);
-    free(x), free(w), free(r), free(ref), free(refq), free(gs), free(gw), free(rs), free(xb), free(hx), free(hw);
-    free(xq), free(wq), free(g), free(ga);
+    free(x), free(w), free(r), free(ref), free(refq), free(xb), free(xq), free(wq), free(g), free(ga);
     cuda_free(dx), cuda_free(dw), cuda_free(x8), cuda_free(w8), cuda_free(sx), cuda_free(sw), cuda_free(o);
     cuda_free(acc);
-}
-
-/* e4m3 rows q (n, d) and their scales s (n) on the device against the fp32 rows ref they quantize:
- * the scales max |row| / 448 (1e-5), the dequantized rows within e4m3's error (4e-2 relative RMS) */
-static void check_e4m3_rows(const char *op, const char *shape, const void *q, const void *s, const float *ref, int n,
-                            int d) {
-    const size_t N = (size_t)n * d;
-    uint8_t *hq = xmalloc_t(N);
-    cuda_download(C, hq, q, N);
-    float *gs = down_f32(s, (size_t)n), *rs = xmalloc_t(sizeof(float) * n), *deq = xmalloc_t(N * sizeof(float));
-    for (int i = 0; i < n; i++) {
-        float mx = 0;
-        for (int k = 0; k < d; k++) mx = fmaxf(mx, fabsf(ref[(size_t)i * d + k]));
-        rs[i] = mx > 0 ? mx / 448.f : 1.f;
-    }
-    for (size_t i = 0; i < N; i++) deq[i] = e4m3_value(hq[i]) * gs[i / d];
-    char what[160];
-    snprintf(what, sizeof what, "%s scales", op);
-    check(what, shape, gs, rs, (size_t)n, (size_t)n, 1e-5);
-    check(op, shape, deq, ref, N, d, 4e-2);
-    free(hq), free(gs), free(rs), free(deq);
 }
 
 /* SwiGLU straight to e4m3 rows (the fp8 down projection's input) */

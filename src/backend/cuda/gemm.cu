@@ -189,16 +189,33 @@ __global__ void __launch_bounds__(256) gemm_fallback_kernel(OutT *out, const InT
         }
 }
 
+/* the SIMT kernel for mode: x, w bf16 (uint16_t) or e4m3 (uint8_t, with the row scales sx, sw) */
+template <typename InT>
+static void fallback_launch(cuda_ctx *c, int mode, void *out, const InT *x, const InT *w, const uint16_t *b,
+                            const float *sx, const float *sw, int n, int d_in, int d_out) {
+    dim3 grid(ceil_div(d_out, FB_T), ceil_div(n, FB_T));
+    CHECK(grid.y <= 65535);
+    if (mode == OUT_ACC_F32 || mode == FP8_ACC_F32)
+        gemm_fallback_kernel<InT, float, true><<<grid, 256, 0, c->stream>>>((float *)out, x, w, b, sx, sw, n, d_in, d_out);
+    else if (out_f32(mode))
+        gemm_fallback_kernel<InT, float, false><<<grid, 256, 0, c->stream>>>((float *)out, x, w, b, sx, sw, n, d_in, d_out);
+    else
+        gemm_fallback_kernel<InT, uint16_t, false>
+            <<<grid, 256, 0, c->stream>>>((uint16_t *)out, x, w, b, sx, sw, n, d_in, d_out);
+    LAUNCH_CHECK();
+}
+
 __global__ void add_bias_kernel(uint16_t *out, const uint16_t *b, int n, int d_out) {
     size_t total = (size_t)n * d_out;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
         out[i] = f2bf(bf2f(out[i]) + bf2f(b[i % d_out]));
 }
 
-/* one cuBLASLt call of plan p with algorithm algo: out = x·wᵀ (+ out when accumulating) */
+/* one cuBLASLt call of plan p with algorithm algo: out = x·wᵀ (+ out when accumulating); x and w
+ * bf16, or e4m3 in the FP8 modes (their scale pointers set on p->op) */
 static cublasStatus_t lt_matmul(cuda_ctx *c, const gemm_plan *p, const cublasLtMatmulAlgo_t *algo, void *out,
-                                const bf16 *x, const bf16 *w) {
-    const float alpha = 1.f, beta = p->mode == OUT_ACC_F32 ? 1.f : 0.f;
+                                const void *x, const void *w) {
+    const float alpha = 1.f, beta = p->mode == OUT_ACC_F32 || p->mode == FP8_ACC_F32 ? 1.f : 0.f;
     return cublasLtMatmul(c->lt, p->op, &alpha, w, p->lw, x, p->lx, &beta, out, p->lo, out, p->lo, algo, c->workspace,
                           c->workspace_bytes, c->stream);
 }
@@ -242,18 +259,7 @@ static void linear_any(cuda_ctx *c, void *out, int mode, const bf16 *x, const bf
         }
         return;
     }
-    dim3 grid(ceil_div(d_out, FB_T), ceil_div(n, FB_T));
-    CHECK(grid.y <= 65535);
-    if (mode == OUT_ACC_F32)
-        gemm_fallback_kernel<uint16_t, float, true>
-            <<<grid, 256, 0, c->stream>>>((float *)out, x, w, b, NULL, NULL, n, d_in, d_out);
-    else if (mode == OUT_F32)
-        gemm_fallback_kernel<uint16_t, float, false>
-            <<<grid, 256, 0, c->stream>>>((float *)out, x, w, b, NULL, NULL, n, d_in, d_out);
-    else
-        gemm_fallback_kernel<uint16_t, uint16_t, false>
-            <<<grid, 256, 0, c->stream>>>((uint16_t *)out, x, w, b, NULL, NULL, n, d_in, d_out);
-    LAUNCH_CHECK();
+    fallback_launch<uint16_t>(c, mode, out, x, w, b, NULL, NULL, n, d_in, d_out);
 }
 
 extern "C" void cuda_linear(cuda_ctx *c, bf16 *out, const bf16 *x, const bf16 *w, const bf16 *b, int n, int d_in,
@@ -288,23 +294,13 @@ static int linear_fp8(cuda_ctx *c, void *out, int mode, const uint8_t *x8, const
         if (!p->fallback) {
             CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw, sizeof sw));
             CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx, sizeof sx));
-            const float alpha = 1.f, beta = mode == FP8_ACC_F32 ? 1.f : 0.f;
-            cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &alpha, w8, p->lw, x8, p->lx, &beta, out, p->lo, out,
-                                               p->lo, &p->algo, c->workspace, c->workspace_bytes, c->stream);
+            cublasStatus_t st = lt_matmul(c, p, &p->algo, out, x8, w8);
             if (st == CUBLAS_STATUS_SUCCESS) return 0;
             if (st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE) CUBLAS_CHECK(st);
             p->fallback = 1;
         }
     }
-    dim3 grid(ceil_div(d_out, FB_T), ceil_div(n, FB_T));
-    CHECK(grid.y <= 65535);
-    if (mode == FP8_ACC_F32)
-        gemm_fallback_kernel<uint8_t, float, true>
-            <<<grid, 256, 0, c->stream>>>((float *)out, x8, w8, NULL, sx, sw, n, d_in, d_out);
-    else
-        gemm_fallback_kernel<uint8_t, uint16_t, false>
-            <<<grid, 256, 0, c->stream>>>((uint16_t *)out, x8, w8, NULL, sx, sw, n, d_in, d_out);
-    LAUNCH_CHECK();
+    fallback_launch<uint8_t>(c, mode, out, x8, w8, NULL, sx, sw, n, d_in, d_out);
     return 1;
 }
 
