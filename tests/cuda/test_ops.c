@@ -1,6 +1,6 @@
 /* tests/cuda/test_ops.c — every CUDA op against its CPU twin (backend/cpu/ops.c) on random inputs.
  *
- * Build and run on a GPU machine:   make cuda-test && build/tests/cuda_test_ops [--no-bench]
+ * Build and run on a GPU machine:   make cuda-test && build/tests/cuda_test_ops [--no-bench | --bench-attn]
  * Inputs are drawn in fp32, rounded to bf16, and the same rounded values feed both backends.
  * Each op+shape prints one line, PASS or FAIL, with the relative error ||gpu - cpu|| / ||cpu||
  * (bound 1e-2) and, on failure, the first element that disagrees (index, gpu value, reference) and
@@ -1395,18 +1395,20 @@ static void host_selfcheck(void) {
 }
 
 int main(int argc, char **argv) {
-    int bench = 1, attn_only = 0, bench_only = 0;
+    int bench = 1, attn_only = 0, bench_only = 0, bench_attn = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-bench"))
             bench = 0;
         else if (!strcmp(argv[i], "--bench-only"))
             bench_only = 1;
+        else if (!strcmp(argv[i], "--bench-attn")) /* the attention benches alone */
+            bench_only = bench_attn = 1;
         else if (!strcmp(argv[i], "--attn-only")) /* e.g. under compute-sanitizer --tool racecheck */
             attn_only = 1, bench = 0;
         else if (!strcmp(argv[i], "--small"))
             small = 1;
         else {
-            fprintf(stderr, "usage: %s [--no-bench] [--bench-only] [--attn-only] [--small]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--no-bench] [--bench-only] [--bench-attn] [--attn-only] [--small]\n", argv[0]);
             return 2;
         }
     }
@@ -1725,6 +1727,7 @@ attention:
 do_bench:
     if (bench) {
         printf("INFO bench (%s)\n", name);
+        if (bench_attn) goto bench_attention_shapes;
         bench_add_rmsnorm(61952, 4096);
         bench_fp8("mistral.gate_up", 61952, 4096, 28672);
         bench_fp8("mistral.down", 61952, 14336, 4096);
@@ -1746,6 +1749,7 @@ do_bench:
         bench_linear("mistral.qkv", 2478, 4096, 6144, 0);
         bench_linear("mistral.decode_up", 32, 4096, 14336, 0);
         bench_linear("clip.fc1", 5 * 577, 1024, 4096, 1);
+    bench_attention_shapes:
         bench_attention("mistral.prefill", 1, 2478, 2478, 32, 8, 128, 1);
         bench_attention("mistral.prefill", 4, 2478, 2478, 32, 8, 128, 1);
         bench_attention("mistral.decode", 32, 1, 2478, 32, 8, 128, 1);
