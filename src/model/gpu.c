@@ -144,8 +144,8 @@ void llava_gpu_free(llava_gpu *g) {
     void *ptrs[] = {g->patch_w, g->class_emb, g->pos_emb, g->pre_ln_w, g->pre_ln_b, g->p_w1, g->p_b1, g->p_w2, g->p_b2,
                     g->newline, g->embed, g->norm, g->lm_head == g->embed ? NULL : g->lm_head, g->v_pix, g->v_cols,
                     g->v_x, g->v_h, g->v_qkv, g->v_mlp, g->v_tmp, g->v_qs, g->v_drop_cls, g->v_ids,
-                    g->feats, g->x, g->xf, g->h, g->q, g->att, g->kvt, g->gu, g->act, g->kc, g->vc, g->logits, g->d_ids,
-                    g->d_pos, g->d_idx, g->d_kvrow, g->d_kvseq, g->d_step, g->d_out, g->x8, g->sx};
+                    g->feats, g->x, g->xf, g->h, g->q, g->att, g->kvt, g->gu, g->act, g->kc, g->vc, g->logits, g->d_ext,
+                    g->d_step, g->d_out, g->x8, g->sx};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cuda_free(ptrs[i]);
     if (g->cl)
@@ -451,12 +451,8 @@ int llava_gpu_load(llava_gpu **out, const llava_model *m, const llava_gpu_params
         ALLOC(g->vc, sizeof(bf16) * (size_t)L * C * KD);
     }
     ALLOC(g->logits, sizeof(float) * (size_t)g->max_tree * V);
-    ALLOC(g->d_ids, sizeof(int) * A);
-    ALLOC(g->d_pos, sizeof(int) * A);
-    ALLOC(g->d_idx, sizeof(int) * A);
-    ALLOC(g->d_kvrow, sizeof(int) * A);
-    ALLOC(g->d_kvseq, sizeof(int) * (4 * LLAVA_GPU_MAX_SEQS + 1));
-    g->h_ints = xmalloc(sizeof(int) * (2 * A + 4 * LLAVA_GPU_MAX_SEQS + 1));
+    ALLOC(g->d_ext, sizeof(int) * (4 * A + 4 * LLAVA_GPU_MAX_SEQS + 1));
+    g->h_ints = xmalloc(sizeof(int) * (4 * A + 4 * LLAVA_GPU_MAX_SEQS + 1));
     ALLOC(g->d_step, sizeof(int) * gpu_step_ints((int)A, g->step_seqs));
     ALLOC(g->d_out, sizeof(float) * A);
     if (g->fp8) {
@@ -759,8 +755,9 @@ int llava_gpu_extend(llava_gpu *g, int n_seqs, const int *base, const int *len, 
         if (n_new[s] > max_q) max_q = n_new[s];
         if (len[s] + n_new[s] > max_k) max_k = len[s] + n_new[s];
     }
-    /* host int block: pos (n), kv rows (n); then qs (S+1), begin (S), end (S), last (S) */
-    int *pos = g->h_ints, *kvrow = pos + n, *seq = g->h_ints + 2 * (size_t)g->step_tokens;
+    /* one host int block, one upload: ids (n), pos (n), kv rows (n), then qs (S+1), begin (S), end (S),
+     * last (S), then the image rows (n_img) */
+    int *h_ids = g->h_ints, *pos = h_ids + n, *kvrow = pos + n, *seq = kvrow + n, *h_img = seq + 4 * S + 1;
     for (int s = 0, r = 0; s < S; s++) {
         seq[s] = r;
         seq[S + 1 + s] = base[s];
@@ -786,21 +783,18 @@ int llava_gpu_extend(llava_gpu *g, int n_seqs, const int *base, const int *len, 
                    g->n_feats - feat_skip);
         goto done;
     }
-    cuda_upload(g->c, g->d_ids, ids, sizeof(int) * (size_t)n);
-    cuda_embed(g->c, g->x, g->embed, g->d_ids, n, H);
-    if (n_img) {
-        cuda_upload(g->c, g->d_idx, img_rows, sizeof(int) * (size_t)n_img);
-        cuda_scatter_rows(g->c, g->x, g->feats + (size_t)feat_skip * H, g->d_idx, n_img, H);
-    }
-    cuda_upload(g->c, g->d_pos, pos, sizeof(int) * (size_t)n);
-    cuda_upload(g->c, g->d_kvrow, kvrow, sizeof(int) * (size_t)n);
-    cuda_upload(g->c, g->d_kvseq, seq, sizeof(int) * (size_t)(4 * S + 1));
-    gpu_dec_args a = {.n = n, .pos = g->d_pos, .qs = g->d_kvseq, .n_seqs = S, .max_q = max_q, .kv = 1,
-                      .kv_rows = g->d_kvrow, .kv_begin = g->d_kvseq + S + 1, .kv_end = g->d_kvseq + 2 * S + 1,
+    memcpy(h_ids, ids, sizeof(int) * (size_t)n);
+    if (n_img) memcpy(h_img, img_rows, sizeof(int) * (size_t)n_img);
+    cuda_upload(g->c, g->d_ext, g->h_ints, sizeof(int) * (3 * (size_t)n + 4 * (size_t)S + 1 + (size_t)n_img));
+    int *d_ids = g->d_ext, *d_pos = d_ids + n, *d_kvrow = d_pos + n, *d_kvseq = d_kvrow + n, *d_img = d_kvseq + 4 * S + 1;
+    cuda_embed(g->c, g->x, g->embed, d_ids, n, H);
+    if (n_img) cuda_scatter_rows(g->c, g->x, g->feats + (size_t)feat_skip * H, d_img, n_img, H);
+    gpu_dec_args a = {.n = n, .pos = d_pos, .qs = d_kvseq, .n_seqs = S, .max_q = max_q, .kv = 1,
+                      .kv_rows = d_kvrow, .kv_begin = d_kvseq + S + 1, .kv_end = d_kvseq + 2 * S + 1,
                       .max_k = max_k};
     gpu_decoder(g, &a);
     /* LM head on each sequence's last new row (act is free scratch after the decoder) */
-    cuda_gather_rows(g->c, g->act, g->h, g->d_kvseq + 3 * S + 1, S, H);
+    cuda_gather_rows(g->c, g->act, g->h, d_kvseq + 3 * S + 1, S, H);
     for (int c0 = 0; c0 < S; c0 += g->max_tree) {
         const int cnt = S - c0 < g->max_tree ? S - c0 : g->max_tree;
         cuda_linear_f32out(g->c, g->logits, g->act + (size_t)c0 * H, g->lm_head, cnt, H, V);

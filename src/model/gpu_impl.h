@@ -87,9 +87,9 @@ struct llava_gpu {
     float *sx;            /* fp8: (A) its per-token scales */
     bf16 *kc, *vc;        /* (L, C, KD) KV cache (NULL when C = 0) */
     float *logits;        /* (max_tree, V) */
-    int *d_ids, *d_pos, *d_idx, *d_kvrow; /* (A) llava_gpu_extend: ids, positions, image rows, cache rows */
-    int *d_kvseq;         /* (4*LLAVA_GPU_MAX_SEQS + 1) llava_gpu_extend: query starts, key ranges, last rows */
-    int *h_ints;          /* host scratch of llava_gpu_extend: 2*A + 4*LLAVA_GPU_MAX_SEQS + 1 ints */
+    int *d_ext;           /* llava_gpu_extend's index lists, one upload (4*A + 4*LLAVA_GPU_MAX_SEQS + 1 ints):
+                             ids, positions, cache rows (n each), sequence ranges (4*S + 1), image rows */
+    int *h_ints;          /* its host copy */
     int *d_step;          /* step index lists (see gpu_step.c), gpu_step_ints(A, step_seqs) ints */
     float *d_out;         /* (A) picked log-probabilities */
 };
@@ -121,7 +121,7 @@ int gpu_can_keep(const llava_gpu *g, int n_keep);
 /* Vision tower over n_tiles tiles whose fp32 pixels are in g->v_pix; leaves the projected
  * features (n_tiles*(NP-1) rows, then the newline row) in g->v_tmp. */
 void gpu_vision(llava_gpu *g, int n_tiles);
-/* Decoder over the staged embeddings g->x (bf16, positions g->d_pos); final-normed hidden states
+/* Decoder over the staged embeddings g->x (bf16, positions a->pos); final-normed hidden states
  * in g->h. */
 void gpu_decoder(llava_gpu *g, const gpu_dec_args *a);
 /* Row order that packs one image's projected features (n_tiles*(NP-1) rows + newline row nsel)
