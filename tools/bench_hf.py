@@ -108,6 +108,13 @@ def build_processor(files_dir, donor_dir):
                               num_additional_image_tokens=1, chat_template=tmpl)
 
 
+def classify_prompt(proc, labels):
+    """The prompt `llava classify` builds: chat template, the image, the question with these labels."""
+    question = QUESTION.replace("{labels}", ",".join(labels))
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    return proc.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+
+
 def load_model(a):
     kw = dict(attn_implementation="sdpa")
     if a.model:
@@ -128,33 +135,8 @@ def sync():
     torch.cuda.synchronize()
 
 
-def run_batches(model, proc, prompt, paths, b, mode, fwd_kw):
-    """Returns (model_seconds, processor_seconds, prompt_tokens) over all of paths in chunks of b."""
-    t_model = t_proc = 0.0
-    n_tok = 0
-    for s in range(0, len(paths), b):
-        chunk = paths[s:s + b]
-        t0 = time.perf_counter()
-        imgs = [Image.open(p).convert("RGB") for p in chunk]
-        inputs = proc(images=imgs, text=[prompt] * len(chunk), return_tensors="pt", padding=True).to("cuda")
-        inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
-        sync()
-        t1 = time.perf_counter()
-        n_tok = int(inputs["input_ids"].shape[1])
-        with torch.inference_mode():
-            if mode == "prefill":
-                model(**inputs, **fwd_kw)
-            else:
-                model.generate(**inputs, max_new_tokens=12, min_new_tokens=12, do_sample=False)
-        sync()
-        t2 = time.perf_counter()
-        t_proc += t1 - t0
-        t_model += t2 - t1
-    return t_model, t_proc, n_tok
-
-
 class BatchInputs:
-    """DataLoader collate_fn, run in a worker process: JPEG decode + processor for one batch of paths."""
+    """JPEG decode + processor for one batch of paths (also the DataLoader collate_fn, run in a worker process)."""
 
     def __init__(self, proc, prompt):
         self.proc, self.prompt = proc, prompt
@@ -162,6 +144,39 @@ class BatchInputs:
     def __call__(self, chunk):
         imgs = [Image.open(p).convert("RGB") for p in chunk]
         return dict(self.proc(images=imgs, text=[self.prompt] * len(chunk), return_tensors="pt", padding=True))
+
+
+def to_gpu(batch):
+    inputs = {k: v.to("cuda", non_blocking=True) for k, v in batch.items()}
+    inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
+    return inputs
+
+
+def run_model(model, inputs, mode, fwd_kw):
+    with torch.inference_mode():
+        if mode == "prefill":
+            model(**inputs, **fwd_kw)
+        else:
+            model.generate(**inputs, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+
+
+def run_batches(model, proc, prompt, paths, b, mode, fwd_kw):
+    """Returns (model_seconds, processor_seconds, prompt_tokens) over all of paths in chunks of b."""
+    t_model = t_proc = 0.0
+    n_tok = 0
+    make = BatchInputs(proc, prompt)
+    for s in range(0, len(paths), b):
+        t0 = time.perf_counter()
+        inputs = to_gpu(make(paths[s:s + b]))
+        sync()
+        t1 = time.perf_counter()
+        n_tok = int(inputs["input_ids"].shape[1])
+        run_model(model, inputs, mode, fwd_kw)
+        sync()
+        t2 = time.perf_counter()
+        t_proc += t1 - t0
+        t_model += t2 - t1
+    return t_model, t_proc, n_tok
 
 
 def one_thread(_):
@@ -177,13 +192,8 @@ def run_pipelined(model, proc, prompt, paths, b, mode, fwd_kw, workers):
     for batch in dl:
         if t_first is None:
             t_first = time.perf_counter()
-        inputs = {k: v.to("cuda", non_blocking=True) for k, v in batch.items()}
-        inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
-        with torch.inference_mode():
-            if mode == "prefill":
-                model(**inputs, **fwd_kw)
-            else:
-                model.generate(**inputs, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+        inputs = to_gpu(batch)
+        run_model(model, inputs, mode, fwd_kw)
         n += int(inputs["input_ids"].shape[0])
     sync()
     return n / (time.perf_counter() - t_first)
@@ -213,10 +223,7 @@ def main():
     paths = image_paths(a.images, a.num_images)
     files_dir = a.model or a.config
     proc = build_processor(files_dir, a.tokenizer_dir)
-    question = QUESTION.replace("{labels}", ",".join(labels))
-    prompt = proc.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
-        add_generation_prompt=True, tokenize=False)
+    prompt = classify_prompt(proc, labels)
     t0 = time.perf_counter()
     model = load_model(a)
     log(f"bench_hf: model loaded in {time.perf_counter() - t0:.1f} s; {len(paths)} images, {len(labels)} labels, "

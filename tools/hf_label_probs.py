@@ -23,9 +23,23 @@ from PIL import Image
 from transformers import LlavaNextForConditionalGeneration
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_hf import QUESTION, TINY, build_processor, image_paths, load_labels  # noqa: E402
+from bench_hf import TINY, build_processor, classify_prompt, image_paths, load_labels  # noqa: E402
 
 ANSWER = "this is a photo of {label}."
+
+
+def label_prompt(proc, labels):
+    """The classify prompt (chat template, image, the question with these labels) as text, and each label's
+    continuation as token ids: the tokens after the prompt's text tokens, then EOS (the same for every image)."""
+    prompt = classify_prompt(proc, labels)
+    eos = proc.tokenizer.convert_tokens_to_ids("</s>")
+    p_text = proc.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    conts = []
+    for lab in labels:
+        ids = proc.tokenizer(prompt + " " + ANSWER.replace("{label}", lab), add_special_tokens=True)["input_ids"]
+        assert ids[:len(p_text)] == p_text, "prompt tokens are not a prefix"
+        conts.append(ids[len(p_text):] + [eos])
+    return prompt, conts
 
 
 def main():
@@ -46,18 +60,8 @@ def main():
     proc = build_processor(a.model, a.tokenizer_dir)
     model = LlavaNextForConditionalGeneration.from_pretrained(a.model, dtype=dt, attn_implementation="sdpa")
     model = model.cuda().eval()
-    eos = proc.tokenizer.convert_tokens_to_ids("</s>")
-    question = QUESTION.replace("{labels}", ",".join(labels))
-    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
-    prompt = proc.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
-    # each label's continuation: the tokens after the prompt's text tokens, then EOS (the same for every image)
-    p_text = proc.tokenizer(prompt, add_special_tokens=True, return_tensors="pt")["input_ids"][0]
-    conts = []
-    for lab in labels:
-        ids = proc.tokenizer(prompt + " " + ANSWER.replace("{label}", lab), add_special_tokens=True,
-                             return_tensors="pt")["input_ids"][0]
-        assert torch.equal(ids[:len(p_text)], p_text), "prompt tokens are not a prefix"
-        conts.append(torch.cat([ids[len(p_text):], torch.tensor([eos])]).cuda())
+    prompt, conts = label_prompt(proc, labels)
+    conts = [torch.tensor(c).cuda() for c in conts]
     t0 = time.time()
     with open(a.output, "w") as out, torch.inference_mode():
         for path in paths:

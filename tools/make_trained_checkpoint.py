@@ -30,8 +30,8 @@ from PIL import Image
 from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_hf import QUESTION, W1_LABELS, build_processor  # noqa: E402
-from hf_label_probs import ANSWER  # noqa: E402
+from bench_hf import W1_LABELS, build_processor  # noqa: E402
+from hf_label_probs import label_prompt  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "..", "tests", "fixtures")
@@ -106,16 +106,7 @@ def main():
     for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.json", "processor_config.json"):
         shutil.copy(os.path.join(FIX, "tiny-a", f), a.out)
     proc = build_processor(a.out, os.path.join(FIX, "tiny-a"))
-    question = QUESTION.replace("{labels}", ",".join(LABELS))
-    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
-    prompt = proc.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
-    eos = proc.tokenizer.convert_tokens_to_ids("</s>")
-    p_text = proc.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    conts = []
-    for lab in LABELS:  # each label's continuation after the prompt's text tokens, then EOS
-        ids = proc.tokenizer(prompt + " " + ANSWER.replace("{label}", lab), add_special_tokens=True)["input_ids"]
-        assert ids[:len(p_text)] == p_text
-        conts.append(ids[len(p_text):] + [eos])
+    prompt, conts = label_prompt(proc, LABELS)  # each label's continuation after the prompt's text tokens
 
     # data: the held-out photos as JPEGs (llava classify reads those), every photo's pixels once
     t0 = time.time()
